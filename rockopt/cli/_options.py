@@ -1,0 +1,23 @@
+"""Options used by several commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Data set directory (Dacon layout: train/<Class>/...).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of training settings.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a setting: --set key=value (repeatable; more key=value may follow)."),
+]
+ExtraSets = Annotated[list[str] | None, typer.Argument(help="More key=value settings.", show_default=False)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True)

@@ -1,0 +1,56 @@
+"""`rockopt train`: one configuration, one fold (or all), one MLflow run per fold."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rockopt.cli._options import ConfigOpt, DataOpt, ExtraSets, QuietOpt, SetOpt, console
+
+
+def train(
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    set_: SetOpt = None,
+    extra: ExtraSets = None,
+    fold: Annotated[int | None, typer.Option("--fold", help="Fold to validate on (default: the config's).")] = None,
+    all_folds: Annotated[bool, typer.Option("--all-folds", help="Train every fold in turn.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train one configuration; log it to MLflow; keep the best checkpoint by validation macro-F1."""
+    from rockopt.config import load_config, parse_sets
+    from rockopt.errors import ConfigError
+    from rockopt.jobs import check_fold, prepare_data, train_tracked
+
+    if fold is not None and all_folds:
+        raise ConfigError("--fold and --all-folds exclude each other")
+    overrides = parse_sets([*(set_ or []), *(extra or [])])
+    if data is not None:
+        overrides["data"] = str(data)
+    cfg = load_config(config, overrides)
+    dataset, folds = prepare_data(cfg)
+    if fold is not None:
+        check_fold(folds, fold)
+    todo = range(folds.k) if all_folds else [cfg.fold if fold is None else fold]
+    out, err = console(), console(stderr=True)
+    err.print(
+        f"{cfg.backbone} on {dataset.root} ({len(dataset)} images, {len(dataset.classes)} classes), "
+        f"sampler {cfg.sampler_mode}, {cfg.epochs} epochs, folds file {folds.path}"
+    )
+
+    def show(res) -> None:
+        err.print(
+            f"epoch {res.epoch:>3}  train_loss {res.train_loss:.4f}  val_loss {res.val_loss:.4f}  "
+            f"val_f1 {res.val_f1:.4f}  lr {res.lr:.2e}  {res.seconds:.1f}s  {res.images_per_s:.0f} img/s"
+            + (f"  skipped {res.skipped}" if res.skipped else ""),
+            highlight=False,
+        )
+
+    for k in todo:
+        result, run_id, run_dir = train_tracked(cfg, dataset, folds, k, on_epoch=show, progress=not quiet)
+        out.print(
+            f"fold {k}: best val macro-F1 {result.best_f1:.4f} at epoch {result.best_epoch}  "
+            f"run {run_id}  dir {run_dir}",
+            highlight=False,
+        )

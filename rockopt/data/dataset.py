@@ -1,0 +1,80 @@
+"""Images of one split, served in chunks: `dataset[[i, j, ...]]` decodes and augments a list of samples.
+
+Chunks (not single samples, not whole batches) keep worker traffic low while letting the
+training stream split one batch over several workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from rockopt.data.images import decode_rgb
+from rockopt.errors import UnreadableImage
+
+log = logging.getLogger(__name__)
+
+
+class ImageDataset(Dataset):
+    """RGB uint8 images (NCHW, channels-last in memory) with their labels and sample indices."""
+
+    def __init__(self, paths: Sequence[str], labels: np.ndarray | None, transform):
+        self.paths = list(paths)
+        self.labels = np.full(len(self.paths), -1, dtype=np.int64) if labels is None else np.asarray(labels)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, i: int) -> np.ndarray:
+        return self.transform(image=decode_rgb(self.paths[i]))["image"]
+
+    def __getitem__(self, chunk: Sequence[int]) -> dict[str, torch.Tensor]:
+        images, kept, skipped = [], [], []
+        for i in chunk:
+            try:
+                images.append(self.load(int(i)))
+                kept.append(int(i))
+            except UnreadableImage as e:
+                log.warning("skipping unreadable image %s", e)
+                skipped.append(int(i))
+        idx = torch.as_tensor(kept, dtype=torch.int64)
+        if images:
+            # NHWC -> NCHW view: channels-last strides for free, no copy
+            x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        else:
+            x = torch.empty((0, 3, 1, 1), dtype=torch.uint8)
+        return {
+            "image": x,
+            "label": torch.as_tensor(self.labels[kept], dtype=torch.int64),
+            "index": idx,
+            "skipped": torch.as_tensor(skipped, dtype=torch.int64),
+        }
+
+
+def seed_worker(worker_id: int) -> None:
+    """Give each loader worker its own augmentation stream, derived from the run's seed."""
+    info = get_worker_info()
+    seed = int(torch.initial_seed() % 2**32)
+    np.random.seed(seed)
+    transform = getattr(info.dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+
+
+def collate_chunks(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Join chunks into one batch; empty chunks (all images unreadable) are dropped."""
+    full = [c for c in chunks if len(c["index"])]
+    skipped = torch.cat([c["skipped"] for c in chunks]) if chunks else torch.empty(0, dtype=torch.int64)
+    if not full:
+        return {"image": None, "label": None, "index": torch.empty(0, dtype=torch.int64), "skipped": skipped}
+    if len(full) == 1:
+        out = dict(full[0])
+    else:
+        out = {k: torch.cat([c[k] for c in full]) for k in ("image", "label", "index")}
+    out["skipped"] = skipped
+    return out

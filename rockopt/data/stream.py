@@ -1,0 +1,130 @@
+"""The training stream: effective batches drawn at most `lookahead` optimizer steps ahead.
+
+A DataLoader asks its sampler for indices as far ahead as it prefetches; the seed team's
+loader ran ~64 batches ahead, so hard-negative mining drew from a pool dozens of steps old.
+Here the sampler draws only when the loop asks for the next effective batch (after the
+previous optimizer step and its pool update), `lookahead` batches ahead of use, and the
+DataLoader's prefetch window is sized to never need more than that. Each micro-batch is
+split into one chunk per worker so that a shallow window still keeps every worker busy.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rockopt.data.dataset import ImageDataset, collate_chunks, seed_worker
+from rockopt.data.samplers import BatchSampler
+
+
+class _Feed:
+    """The DataLoader's sampler: serves chunks the stream already drew, never draws itself."""
+
+    def __init__(self) -> None:
+        self.queue: deque[list[int] | None] = deque()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        while True:
+            if not self.queue:
+                raise RuntimeError("training stream: the loader ran ahead of the sampler (prefetch window too deep)")
+            chunk = self.queue.popleft()
+            if chunk is None:
+                return
+            yield chunk
+
+
+@dataclass
+class Step:
+    """The micro-batches of one optimizer step and the sampler version its indices were drawn at."""
+
+    micro_batches: list[dict[str, torch.Tensor]]
+    drawn_at_version: int
+
+
+class TrainStream:
+    """Iterate `epoch()` for the steps of one epoch; call the sampler's `update` before the next step."""
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        sampler: BatchSampler,
+        *,
+        batch_size: int,
+        accumulation_steps: int = 1,
+        num_workers: int = 0,
+        lookahead: int = 1,
+        pin_memory: bool = False,
+        seed: int = 0,
+    ):
+        if sampler.effective_batch != batch_size * accumulation_steps:
+            raise ValueError("sampler.effective_batch must equal batch_size x accumulation_steps")
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.accumulation_steps = accumulation_steps
+        self.lookahead = lookahead
+        if lookahead == 0:
+            num_workers = 0  # fully synchronous: nothing may be loaded before it is drawn
+        self.chunks_per_micro = max(1, min(num_workers, batch_size))
+        window = lookahead * accumulation_steps * self.chunks_per_micro  # chunks drawn beyond the current step
+        self.num_workers = min(num_workers, window)
+        self._feed = _Feed()
+        kwargs = {}
+        if self.num_workers:
+            kwargs = dict(
+                prefetch_factor=max(1, min(4, window // self.num_workers)),
+                persistent_workers=True,
+                worker_init_fn=seed_worker,
+            )
+        self.loader = DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=self._feed,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory,
+            generator=torch.Generator().manual_seed(seed),
+            **kwargs,
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.sampler.steps_per_epoch
+
+    def _split(self, indices: np.ndarray) -> list[list[int]]:
+        chunks = []
+        for micro in np.array_split(indices, self.accumulation_steps):
+            chunks += [c.tolist() for c in np.array_split(micro, self.chunks_per_micro)]
+        return chunks
+
+    def epoch(self, epoch: int) -> Iterator[Step]:
+        s, feed, steps = self.sampler, self._feed, self.sampler.steps_per_epoch
+        s.start_epoch(epoch)
+        feed.queue.clear()
+        versions: deque[int] = deque()
+        drawn = 0
+
+        def draw_next() -> None:
+            nonlocal drawn
+            versions.append(s.version)
+            feed.queue.extend(self._split(s.draw()))
+            drawn += 1
+            if drawn == steps:
+                feed.queue.append(None)
+
+        for _ in range(min(steps, 1 + self.lookahead)):
+            draw_next()
+        it = iter(self.loader)
+        for step in range(steps):
+            if step and drawn < steps:
+                draw_next()  # the loop has applied step-1's update by the time it asks for this one
+            micro = [
+                collate_chunks([next(it) for _ in range(self.chunks_per_micro)])
+                for _ in range(self.accumulation_steps)
+            ]
+            yield Step(micro, versions.popleft())
+        for _ in it:  # let the loader reach the end marker so the next epoch starts clean
+            pass

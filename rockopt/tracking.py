@@ -1,0 +1,184 @@
+"""Everything MLflow. Runs are addressed by id through MlflowClient, never through the
+fluent API's global "active run", so nesting works across threads and processes.
+
+Default store: `sqlite:///mlruns/mlflow.db` with artifacts under `mlruns/artifacts`
+(MLflow's file store is deprecated). MLFLOW_TRACKING_URI overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import rockopt
+
+DEFAULT_DIR = Path("mlruns")
+_MAX_PARAM = 6000  # MLflow's limit on a param value
+_RUN_STATES = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+
+
+def mask_url(url: str) -> str:
+    """`scheme://user:secret@host` -> `scheme://user:***@host`; anything else unchanged."""
+    return re.sub(r"(//[^/:@]+:)[^@/]+@", r"\1***@", url)
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    DEFAULT_DIR.mkdir(exist_ok=True)
+    return f"sqlite:///{DEFAULT_DIR / 'mlflow.db'}"
+
+
+def client():
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    # MLflow announces its database migrations at INFO on every new store
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    return MlflowClient(tracking_uri())
+
+
+def experiment_id(name: str, mlflow_client=None) -> str:
+    """The id of experiment NAME, created (with artifacts under mlruns/artifacts) if missing."""
+    from mlflow.exceptions import MlflowException
+
+    c = mlflow_client or client()
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        location = (DEFAULT_DIR / "artifacts").resolve().as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it first
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit() -> str | None:
+    """The commit of the rockopt source tree, when it is a git checkout."""
+    src = Path(rockopt.__file__).resolve().parent.parent
+    if not (src / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _param_value(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= _MAX_PARAM else s[: _MAX_PARAM - 3] + "..."
+
+
+class Run:
+    """One MLflow run, addressed by id. Use as a context manager: an exception ends it FAILED
+    (KeyboardInterrupt: KILLED), a normal exit FINISHED, unless `end` was called first."""
+
+    def __init__(self, experiment: str, name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None):
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        self.client = client()
+        all_tags = {"rockopt.version": rockopt.__version__, **(tags or {})}
+        commit = git_commit()
+        if commit:
+            all_tags["rockopt.git_commit"] = commit
+        if parent_run_id:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        run = self.client.create_run(experiment_id(experiment, self.client), run_name=name, tags=all_tags)
+        self.id: str = run.info.run_id
+        self.experiment_id: str = run.info.experiment_id
+        self._ended = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and np.isfinite(v)]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.id, metrics=items[i : i + 1000])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.id, str(path), artifact_path)
+
+    def log_artifacts(self, files: Iterable[Path], artifact_path: str | None = None) -> None:
+        for f in files:
+            self.log_artifact(f, artifact_path)
+
+    def end(self, state: str = "finished") -> None:
+        if not self._ended:
+            self.client.set_terminated(self.id, status=_RUN_STATES[state])
+            self._ended = True
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end("killed")
+        else:
+            self.set_tags({"rockopt.error": f"{exc_type.__name__}: {str(exc)[:500]}"})
+            self.end("failed")
+
+
+def confusion_png(cm: np.ndarray, classes: Iterable[str], path: Path, title: str = "") -> Path:
+    """A confusion-matrix heat map (rows: true class), counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(classes)
+    n = len(classes)
+    side = max(4.0, 0.45 * n + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    hi = cm.max() or 1
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if cm[i, j] > hi / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def temp_dir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="rockopt-")

@@ -1,0 +1,1 @@
+"""Training: model factory, optimizers and schedules, metrics, the loop."""

@@ -1,0 +1,364 @@
+"""The training loop: one configuration, one fold, best epoch by validation macro-F1.
+
+Reads top to bottom: set-up, data, model, optimizer, the loop. Bookkeeping (MLflow, Optuna)
+stays outside: the caller passes `on_epoch`, which may raise to stop the run early.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from rockopt.config import TrainConfig
+from rockopt.data.dataset import ImageDataset, seed_worker
+from rockopt.data.samplers import create_sampler
+from rockopt.data.split import Split
+from rockopt.data.stream import TrainStream
+from rockopt.data.transforms import build_eval_transform, build_transform, tta_views
+from rockopt.errors import ConfigError, RockoptError
+from rockopt.train.metrics import confusion_matrix, f1_per_class
+from rockopt.train.model import create_model, normalization, to_device
+from rockopt.train.optim import create_optimizer, create_schedule
+from rockopt.train.precision import Precision
+
+
+class TrainingDiverged(RockoptError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_f1: float
+    class_f1: np.ndarray
+    lr: float
+    seconds: float
+    images_per_s: float
+    skipped: int  # unreadable images met so far (training and validation)
+    hnm_staleness: int  # largest number of optimizer steps between a draw and its use
+
+    def metrics(self, classes: tuple[str, ...]) -> dict[str, float]:
+        out = {
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "val_f1": self.val_f1,
+            "lr": self.lr,
+            "epoch_seconds": self.seconds,
+            "train_images_per_s": self.images_per_s,
+            "skipped_images": float(self.skipped),
+            "hnm_staleness": float(self.hnm_staleness),
+        }
+        out.update({f"val_f1_{c}": float(f) for c, f in zip(classes, self.class_f1)})
+        return out
+
+
+@dataclass
+class FitResult:
+    best_f1: float
+    best_epoch: int
+    history: list[EpochResult]
+    val_logits: np.ndarray  # float32, best epoch, rows aligned with val_ids
+    val_labels: np.ndarray
+    val_ids: list[str]
+    confusion: np.ndarray
+    checkpoint: Path | None
+    skipped_paths: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"key 'device': not a torch device, got '{name}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"key 'device': '{name}' asked for, but no CUDA device is available")
+    return device
+
+
+def resolve_workers(n: int | None) -> int:
+    """Loader worker processes: the setting, or one per spare core (at most 8)."""
+    if n is not None:
+        return n
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores - 1))
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class Normalize(nn.Module):
+    """uint8 NCHW on the device -> float, normalised; channels-last on CUDA."""
+
+    def __init__(self, mean, std, device: torch.device, channels_last: bool):
+        super().__init__()
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
+        self.fmt = torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
+        self.device = device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True).float()
+        return ((x - self.mean) / self.std).contiguous(memory_format=self.fmt)
+
+
+@dataclass
+class Evaluation:
+    logits: np.ndarray
+    index: np.ndarray
+    loss: float
+    confusion: np.ndarray
+    skipped: list[int]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, norm: Normalize, precision: Precision, num_classes: int, tta: str = "none") -> Evaluation:
+    """Logits of every readable sample (mean over the TTA views), loss without label smoothing."""
+    model.eval()
+    views = tta_views(tta)
+    logits, labels, index, skipped = [], [], [], []
+    for chunk in loader:
+        skipped += chunk["skipped"].tolist()
+        if not len(chunk["index"]):
+            continue
+        x = norm(chunk["image"])
+        with precision.autocast():
+            out = sum(model(v(x)).float() for v in views) / len(views)
+        logits.append(out)
+        labels.append(chunk["label"])
+        index.append(chunk["index"])
+    if not logits:
+        raise RockoptError("no validation image could be read")
+    out = torch.cat(logits)
+    y = torch.cat(labels).to(out.device)
+    loss = F.cross_entropy(out, y).item()
+    cm = confusion_matrix(out.argmax(1), y, num_classes).cpu().numpy()
+    return Evaluation(out.cpu().numpy().astype(np.float32), torch.cat(index).numpy(), loss, cm, skipped)
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not enabled,
+    )
+
+
+def fit(
+    cfg: TrainConfig,
+    split: Split,
+    *,
+    out_dir: str | Path | None = None,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train `cfg` on `split`; keep the best epoch's checkpoint (in `out_dir`) and validation logits."""
+    # set-up
+    seed_everything(cfg.seed, cfg.deterministic)
+    device = resolve_device(cfg.device)
+    precision = Precision(cfg.amp, device)
+    num_classes = len(split.classes)
+    workers = resolve_workers(cfg.num_workers)
+
+    # model
+    model = create_model(
+        cfg.backbone, num_classes, pretrained=cfg.pretrained, pretrained_file=cfg.pretrained_file, drop_rate=cfg.drop_rate
+    )
+    model = to_device(model, device, cfg.channels_last)
+    norm = Normalize(*normalization(model), device, cfg.channels_last)
+
+    # data
+    train_ds = ImageDataset(split.train_paths, split.train_labels, build_transform(cfg.augment, cfg.image_size, cfg.crop_scale, seed=cfg.seed))
+    val_ds = ImageDataset(split.val_paths, split.val_labels, build_eval_transform(cfg.image_size))
+    effective = cfg.batch_size * cfg.accumulation_steps
+    try:
+        sampler = create_sampler(
+            cfg.sampler_mode, split.train_labels, effective, cfg.seed, hnm_memory=cfg.hnm_memory, hnm_ratio=cfg.hnm_ratio
+        )
+    except ValueError as e:
+        raise ConfigError(f"batch_size x accumulation_steps: {e}") from None
+    stream = TrainStream(
+        train_ds,
+        sampler,
+        batch_size=cfg.batch_size,
+        accumulation_steps=cfg.accumulation_steps,
+        num_workers=workers,
+        # only hard-negative mining needs fresh draws; other modes may prefetch a little deeper
+        lookahead=cfg.hnm_lookahead if sampler.needs_losses else 2,
+        pin_memory=device.type == "cuda",
+        seed=cfg.seed,
+    )
+    eval_chunks = [list(range(i, min(i + 2 * cfg.batch_size, len(val_ds)))) for i in range(0, len(val_ds), 2 * cfg.batch_size)]
+    val_loader = DataLoader(
+        val_ds,
+        batch_size=None,
+        sampler=eval_chunks,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker if workers else None,
+    )
+
+    # optimizer and schedule
+    optimizer = create_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
+    schedule = create_schedule(
+        cfg.scheduler,
+        optimizer,
+        epochs=cfg.epochs,
+        steps_per_epoch=stream.steps_per_epoch,
+        warmup_epochs=cfg.warmup_epochs,
+        min_lr=cfg.min_lr,
+        step_epochs=cfg.step_epochs,
+        step_gamma=cfg.step_gamma,
+    )
+
+    out_dir = Path(out_dir) if out_dir else None
+    ckpt_path = out_dir / "best.pt" if out_dir and cfg.save_checkpoint else None
+    best: Evaluation | None = None
+    best_f1, best_epoch, updates, staleness = -1.0, 0, 0, 0
+    skipped: set[int] = set()
+    val_skipped: set[int] = set()
+    history: list[EpochResult] = []
+
+    with _progress(progress) as bar:
+        task = bar.add_task("", total=stream.steps_per_epoch)
+        for epoch in range(1, cfg.epochs + 1):
+            bar.reset(task, description=f"epoch {epoch}/{cfg.epochs}")
+            t0 = time.perf_counter()
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            seen = 0
+            for step in stream.epoch(epoch):
+                staleness = max(staleness, sampler.version - step.drawn_at_version)
+                n_step = sum(len(mb["index"]) for mb in step.micro_batches)
+                idx, plain = [], []
+                for mb in step.micro_batches:
+                    skipped.update(mb["skipped"].tolist())
+                    if mb["image"] is None:
+                        continue
+                    x, y = norm(mb["image"]), mb["label"].to(device, non_blocking=True)
+                    with precision.autocast():
+                        logits = model(x)
+                    losses = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=cfg.label_smoothing)
+                    precision.backward(losses.sum() / n_step)  # mean over the effective batch
+                    loss_sum += losses.detach().sum()
+                    seen += len(y)
+                    if sampler.needs_losses:
+                        # the pool ranks samples by plain cross-entropy, without label smoothing
+                        plain.append(
+                            F.cross_entropy(logits.detach().float(), y, reduction="none")
+                            if cfg.label_smoothing
+                            else losses.detach()
+                        )
+                        idx.append(mb["index"])
+                if n_step:
+                    precision.step(optimizer, model, cfg.grad_clip)
+                    optimizer.zero_grad(set_to_none=True)
+                updates += 1
+                schedule.step_update(updates)
+                if sampler.needs_losses and idx:
+                    # one host copy per step: the next draw must see these losses
+                    sampler.update(torch.cat(idx).numpy(), torch.cat(plain).cpu().numpy())
+                else:
+                    sampler.update(np.empty(0, np.int64), np.empty(0, np.float32))
+                bar.advance(task)
+
+            train_loss = (loss_sum / max(seen, 1)).item()  # the epoch's one sync point for the loss
+            if not np.isfinite(train_loss):
+                raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch}; try a lower lr")
+            train_seconds = time.perf_counter() - t0
+            ev = evaluate(model, val_loader, norm, precision, num_classes, cfg.val_tta)
+            val_skipped.update(ev.skipped)
+            class_f1 = f1_per_class(ev.confusion)
+            result = EpochResult(
+                epoch=epoch,
+                train_loss=train_loss,
+                val_loss=ev.loss,
+                val_f1=float(class_f1.mean()),
+                class_f1=class_f1,
+                lr=optimizer.param_groups[0]["lr"],
+                seconds=time.perf_counter() - t0,
+                images_per_s=seen / max(train_seconds, 1e-9),
+                skipped=len(skipped) + len(val_skipped),
+                hnm_staleness=staleness,
+            )
+            history.append(result)
+            if result.val_f1 > best_f1:
+                best, best_f1, best_epoch = ev, result.val_f1, epoch
+                if ckpt_path:
+                    _save_checkpoint(ckpt_path, model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1)
+            if on_epoch:
+                on_epoch(result)
+
+    assert best is not None
+    skipped_paths = [split.train_paths[i] for i in sorted(skipped)] + [split.val_paths[i] for i in sorted(val_skipped)]
+    return FitResult(
+        best_f1=best_f1,
+        best_epoch=best_epoch,
+        history=history,
+        val_logits=best.logits,
+        val_labels=split.val_labels[best.index],
+        val_ids=[split.val_ids[i] for i in best.index],
+        confusion=best.confusion,
+        checkpoint=ckpt_path,
+        skipped_paths=skipped_paths,
+        device=str(device),
+        precision=precision.name,
+    )
+
+
+def _save_checkpoint(path: Path, model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1) -> None:
+    """Everything needed to continue or to predict: weights, optimizer, schedule, sampler, config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "sampler": sampler.state_dict(),
+            "scaler": precision.scaler.state_dict() if precision.scaler else None,
+            "epoch": epoch,
+            "best_f1": best_f1,
+            "config": cfg.flat(),
+            "classes": list(split.classes),
+            "fold": split.fold,
+            "data_fingerprint": split.data_fingerprint,
+            "folds_fingerprint": split.folds_fingerprint,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    # our own checkpoints hold numpy arrays (sampler state): not loadable with weights_only
+    return torch.load(path, map_location="cpu", weights_only=False)

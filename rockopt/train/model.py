@@ -1,0 +1,132 @@
+"""Building the network: a timm backbone by name, or a `module:function` factory.
+
+Weight sources: `pretrained` (timm's hub download), `pretrained_file` (a local file, through
+timm's `pretrained_cfg_overlay=dict(file=...)`), or none (random init).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from difflib import get_close_matches
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rockopt.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _custom_factory(spec: str):
+    module_name, _, fn_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"backbone '{spec}': cannot import module '{module_name}' ({e})") from None
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise ConfigError(f"backbone '{spec}': module '{module_name}' has no function '{fn_name}'")
+    return fn
+
+
+def check_backbone(name: str) -> None:
+    """Raise ConfigError for a timm name that does not exist, suggesting close names."""
+    import timm
+
+    if ":" in name or timm.is_model(name):
+        return
+    close = get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+    hint = f"; close timm names: {', '.join(close)}" if close else "; see timm.list_models()"
+    raise ConfigError(f"unknown backbone '{name}'{hint}")
+
+
+def _check_file_matches(model: nn.Module, file: Path, backbone: str) -> None:
+    """timm loads non-strictly when the classifier changes, so a file for another architecture
+    would leave layers at random init without a word. Compare names and shapes ourselves."""
+    from timm.models import load_state_dict
+
+    try:
+        state = load_state_dict(str(file))
+    except (RuntimeError, OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"weights file {file} could not be read: {str(e).splitlines()[0]}") from None
+    classifier = getattr(model, "pretrained_cfg", {}).get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    expected = {
+        k: v.shape
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked") and not any(k.startswith(c + ".") for c in classifier)
+    }
+    missing = [k for k in expected if k not in state]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k])]
+    if missing or wrong:
+        bad = (missing + wrong)[0]
+        raise ConfigError(
+            f"weights file {file} does not match backbone '{backbone}': "
+            f"{len(missing)} tensors missing, {len(wrong)} of another shape (first: {bad})"
+        )
+
+
+def create_model(
+    backbone: str,
+    num_classes: int,
+    *,
+    pretrained: bool = True,
+    pretrained_file: str | None = None,
+    drop_rate: float = 0.0,
+) -> nn.Module:
+    """The network with a fresh `num_classes` head. Errors name the backbone or file."""
+    if ":" in backbone:
+        fn = _custom_factory(backbone)
+        kwargs = {"num_classes": num_classes}
+        params = inspect.signature(fn).parameters
+        if "pretrained_file" in params:
+            kwargs["pretrained_file"] = pretrained_file
+        if "pretrained" in params:
+            kwargs["pretrained"] = pretrained
+        return fn(**kwargs)
+
+    import timm
+
+    check_backbone(backbone)
+    kwargs: dict = {"num_classes": num_classes, "drop_rate": drop_rate}
+    if pretrained_file:
+        file = Path(pretrained_file).expanduser()
+        if not file.is_file():
+            raise ConfigError(f"pretrained_file not found: {file}")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(file.resolve())})
+    else:
+        kwargs["pretrained"] = pretrained
+    try:
+        model = timm.create_model(backbone, **kwargs)
+    except RuntimeError as e:  # state-dict mismatch or unreadable checkpoint
+        src = f"weights file {pretrained_file}" if pretrained_file else "pretrained weights"
+        raise ConfigError(f"{src} do not fit backbone '{backbone}': {str(e).splitlines()[0]}") from None
+    except OSError as e:  # hub unreachable or file problem
+        if pretrained_file:
+            raise ConfigError(f"weights file {pretrained_file}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(
+            f"could not fetch pretrained weights for '{backbone}' ({type(e).__name__}); "
+            "give a local file with --set pretrained_file=PATH, or --set pretrained=false"
+        ) from None
+    if pretrained_file:
+        _check_file_matches(model, Path(pretrained_file), backbone)
+    return model
+
+
+def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std the backbone was pretrained with (ImageNet's when unknown)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    if channels_last and device.type == "cuda":
+        return model.to(device, memory_format=torch.channels_last)
+    return model.to(device)
