@@ -45,10 +45,10 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     accumulation_steps: int = Field(1, ge=1)
     optimizer: Literal["adamw", "adam"] = "adamw"
-    lr: float = Field(3e-4, gt=0.0)
+    lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.01, ge=0.0)
     scheduler: Literal["cosine", "step", "onecycle"] = "cosine"
-    warmup_epochs: float = Field(1.0, ge=0.0)
+    warmup_epochs: float = Field(0.5, ge=0.0)
     min_lr: float = Field(1e-6, ge=0.0)
     step_epochs: int = Field(3, ge=1)
     step_gamma: float = Field(0.1, gt=0.0, le=1.0)
@@ -95,10 +95,21 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, but got '{item}'")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw != "" else None
+            value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
-            out[key.strip()] = raw
+            value = raw
+        out[key.strip()] = _number(value)
     return out
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads `1e-3` as a string; a user means the number."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            return value
+    return value
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

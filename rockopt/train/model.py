@@ -113,7 +113,19 @@ def create_model(
         ) from None
     if pretrained_file:
         _check_file_matches(model, Path(pretrained_file), backbone)
+    if kwargs["pretrained"]:
+        _zero_head(model)
     return model
+
+
+def _zero_head(model: nn.Module) -> None:
+    """Start a new head at zero. timm's random head init (e.g. EfficientNet's +-1/sqrt(classes))
+    gives logits of several units on pretrained features: the first epochs are spent undoing it."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, nn.Linear):
+        nn.init.zeros_(head.weight)
+        if head.bias is not None:
+            nn.init.zeros_(head.bias)
 
 
 def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

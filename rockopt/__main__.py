@@ -1,0 +1,3 @@
+from rockopt.cli import main
+
+main()

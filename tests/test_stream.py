@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rockopt.data.dataset import ImageDataset
+from rockopt.data.layout import scan_train
+from rockopt.data.samplers import HardNegativeSampler, UniformSampler
+from rockopt.data.stream import TrainStream
+from rockopt.data.transforms import build_eval_transform
+
+
+def _dataset(root):
+    data = scan_train(root)
+    return ImageDataset(data.abs_paths(), data.labels, build_eval_transform(32)), data.labels
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
+def test_hnm_batches_are_never_drawn_more_than_lookahead_steps_before_use(demo_data, workers, lookahead):
+    ds, labels = _dataset(demo_data)
+    sampler = HardNegativeSampler(labels, effective_batch=12, seed=0, memory=16, ratio=0.5)
+    stream = TrainStream(ds, sampler, batch_size=6, accumulation_steps=2, num_workers=workers, lookahead=lookahead)
+    staleness = []
+    for epoch in (1, 2):
+        for step in stream.epoch(epoch):
+            staleness.append(sampler.version - step.drawn_at_version)
+            assert len(step.micro_batches) == 2
+            idx = np.concatenate([mb["index"].numpy() for mb in step.micro_batches])
+            assert len(idx) == 12
+            for mb in step.micro_batches:
+                assert tuple(mb["image"].shape[1:]) == (3, 32, 32)
+                np.testing.assert_array_equal(mb["label"].numpy(), labels[mb["index"].numpy()])
+            # the loop's update after the optimizer step
+            sampler.update(idx, np.random.default_rng(len(staleness)).random(len(idx)))
+    assert len(staleness) == 2 * sampler.steps_per_epoch
+    assert max(staleness) == lookahead  # exactly as fresh as asked for, with or without workers
+
+
+def test_a_draw_made_after_an_update_sees_that_update(demo_data):
+    """With lookahead 0 the step right after an update must contain the newly hardest sample."""
+    ds, labels = _dataset(demo_data)
+    sampler = HardNegativeSampler(labels, effective_batch=8, seed=0, memory=1, ratio=0.125)
+    stream = TrainStream(ds, sampler, batch_size=8, num_workers=0, lookahead=0)
+    target = None
+    for i, step in enumerate(stream.epoch(1)):
+        idx = step.micro_batches[0]["index"].numpy()
+        if target is not None:
+            assert target in idx
+        target = i % len(labels)
+        losses = np.zeros(len(idx))
+        sampler.update(np.append(idx, target), np.append(losses, 100.0))
+
+
+def test_uniform_stream_serves_each_sample_once_per_epoch(demo_data):
+    ds, labels = _dataset(demo_data)
+    sampler = UniformSampler(labels, 10, seed=0)
+    stream = TrainStream(ds, sampler, batch_size=5, accumulation_steps=2, num_workers=2, lookahead=2)
+    seen = []
+    for step in stream.epoch(1):
+        seen += [i for mb in step.micro_batches for i in mb["index"].tolist()]
+        sampler.update(np.empty(0), np.empty(0))
+    assert len(seen) == len(set(seen)) == (len(labels) // 10) * 10
