@@ -92,3 +92,11 @@ def test_unreadable_image_is_skipped_and_counted(run_cli, demo_data, workdir):
     assert hit.data.metrics["skipped_images"] == 1.0  # always visited there: validation sees every image
     listed = open(client.download_artifacts(hit.info.run_id, "skipped_images.txt", str(workdir))).read()
     assert victim.name in listed
+
+
+def test_demo_runs_the_whole_path_offline(run_cli, workdir):
+    code, out, err = run_cli("demo", "--out", workdir / "demo", "-q")
+    assert code == 0, err
+    assert "ok" in out and "best val macro-F1" in out
+    _, run = _only_run("rockopt-demo")
+    assert run.info.status == "FINISHED" and run.data.metrics["val_f1"] >= 0
