@@ -148,7 +148,7 @@ class Run:
         elif issubclass(exc_type, KeyboardInterrupt):
             self.end("killed")
         else:
-            self.set_tags({"rockopt.error": f"{exc_type.__name__}: {str(exc)[:500]}"})
+            self.set_tags({"rockopt.error": mask_url(f"{exc_type.__name__}: {str(exc)[:500]}")})
             self.end("failed")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ def check_dataset(root: str | Path, *, workers: int = 1, progress: bool = True) 
         test_results = _inspect_all(present, workers, progress, "test images")
         for p, (digest, err) in zip(present, test_results):
             if err:
-                report.unreadable.append((Path(p).relative_to(root.resolve()).as_posix(), err))
+                report.unreadable.append((Path(os.path.relpath(p, root.resolve())).as_posix(), err))
             if digest in by_hash:
                 report.test_in_train += 1
         if report.test_missing:
