@@ -20,21 +20,66 @@ from rockopt.train.engine import EpochResult, FitResult, fit
 from rockopt.tracking import Run, confusion_png
 
 
-def prepare_data(cfg: TrainConfig) -> tuple[TrainSet, Folds]:
-    """Scan the data set and load (or write) its folds file."""
+def prepare_data(cfg: TrainConfig, folds_file: str | Path | None = None) -> tuple[TrainSet, Folds]:
+    """Scan the data set and load (or write) its folds file: FOLDS_FILE, the config's, or the default."""
     if not cfg.data:
         raise ConfigError("no data set given: pass --data DIR or set 'data' in the config")
     data = scan_train(cfg.data)
     bad = first_unreadable_class(data)
     if bad:
         raise DataError(f"{data.root}: class '{bad}' has no readable image")
-    path = Path(cfg.folds_file) if cfg.folds_file else default_folds_path(cfg.out_dir, data, cfg.folds, cfg.seed)
+    path = folds_file or cfg.folds_file or default_folds_path(cfg.out_dir, data, cfg.folds, cfg.seed)
     return data, load_or_create_folds(data, path, cfg.folds, cfg.seed)
 
 
 def check_fold(folds: Folds, fold: int) -> None:
     if not 0 <= fold < folds.k:
         raise ConfigError(f"--fold {fold} is out of range: the folds file {folds.path} has folds 0..{folds.k - 1}")
+
+
+def run_tags(data: TrainSet, folds: Folds, fold: int) -> dict[str, str]:
+    return {
+        "rockopt.data_fingerprint": data.fingerprint,
+        "rockopt.folds_fingerprint": folds.fingerprint,
+        "rockopt.fold": str(fold),
+        "rockopt.data": str(data.root.resolve()),
+    }
+
+
+def train_in_run(
+    run: Run,
+    cfg: TrainConfig,
+    data: TrainSet,
+    folds: Folds,
+    fold: int,
+    run_dir: Path,
+    *,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    progress=True,
+    omit_params: set[str] = frozenset(),
+) -> FitResult:
+    """Train one fold and log it all to RUN (params, per-epoch metrics, result files).
+
+    The caller owns the run and decides how it ends. `omit_params`: settings not to log as
+    params (a search leaves out conditional parameters that did not apply to the trial).
+    """
+    check_fold(folds, fold)
+    cfg = cfg.model_copy(update={"fold": fold, "folds": folds.k})
+    split = make_split(data, folds, fold)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run.log_params({k: v for k, v in cfg.flat().items() if k not in omit_params})
+    run.log_artifact(dump_config(cfg, run_dir / "config.yaml"))
+
+    def log_epoch(res: EpochResult) -> None:
+        run.log_metrics(res.metrics(data.classes), step=res.epoch)
+        if on_epoch:
+            on_epoch(res)
+
+    result = fit(cfg, split, out_dir=run_dir, on_epoch=log_epoch, progress=progress)
+    run.log_metrics({"best_val_f1": result.best_f1, "best_epoch": result.best_epoch}, step=result.best_epoch)
+    run.set_tags({"rockopt.run_dir": str(run_dir.resolve()), "rockopt.device": result.device, "rockopt.precision": result.precision})
+    run.log_artifacts(write_result_files(result, data.classes, run_dir))
+    return result
 
 
 def train_tracked(
@@ -44,38 +89,14 @@ def train_tracked(
     fold: int,
     *,
     on_epoch: Callable[[EpochResult], None] | None = None,
-    progress: bool = True,
-    parent_run_id: str | None = None,
-    run_name: str | None = None,
-    tags: dict[str, str] | None = None,
+    progress=True,
 ) -> tuple[FitResult, str, Path]:
-    """Train one fold inside an MLflow run; returns the result, the run id and the run directory."""
+    """Train one fold inside its own MLflow run; returns the result, the run id and the run directory."""
     check_fold(folds, fold)
-    cfg = cfg.model_copy(update={"fold": fold, "folds": folds.k})
-    split = make_split(data, folds, fold)
-    name = run_name or f"{cfg.backbone.replace(':', '.')}-f{fold}"
+    name = f"{cfg.backbone.replace(':', '.')}-f{fold}"
     run_dir = Path(cfg.out_dir) / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    all_tags = {
-        "rockopt.data_fingerprint": data.fingerprint,
-        "rockopt.folds_fingerprint": folds.fingerprint,
-        "rockopt.fold": str(fold),
-        "rockopt.data": str(data.root.resolve()),
-        **(tags or {}),
-    }
-    with Run(cfg.experiment, name, tags=all_tags, parent_run_id=parent_run_id) as run:
-        run.log_params(cfg.flat())
-        run.log_artifact(dump_config(cfg, run_dir / "config.yaml"))
-
-        def log_epoch(res: EpochResult) -> None:
-            run.log_metrics(res.metrics(data.classes), step=res.epoch)
-            if on_epoch:
-                on_epoch(res)
-
-        result = fit(cfg, split, out_dir=run_dir, on_epoch=log_epoch, progress=progress)
-        run.log_metrics({"best_val_f1": result.best_f1, "best_epoch": result.best_epoch}, step=result.best_epoch)
-        run.set_tags({"rockopt.run_dir": str(run_dir.resolve()), "rockopt.device": result.device, "rockopt.precision": result.precision})
-        run.log_artifacts(write_result_files(result, data.classes, run_dir))
+    with Run(cfg.experiment, name, tags=run_tags(data, folds, fold)) as run:
+        result = train_in_run(run, cfg, data, folds, fold, run_dir, on_epoch=on_epoch, progress=progress)
     return result, run.id, run_dir
 
 

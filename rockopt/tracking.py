@@ -21,12 +21,19 @@ import rockopt
 
 DEFAULT_DIR = Path("mlruns")
 _MAX_PARAM = 6000  # MLflow's limit on a param value
-_RUN_STATES = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+# Optuna trial state -> MLflow run status; a pruned trial was stopped on purpose, not broken
+TRIAL_TO_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
 def mask_url(url: str) -> str:
     """`scheme://user:secret@host` -> `scheme://user:***@host`; anything else unchanged."""
     return re.sub(r"(//[^/:@]+:)[^@/]+@", r"\1***@", url)
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as one short line, any URL password masked: safe for tags and logs."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return mask_url(f"{type(exc).__name__}: {first}"[:500])
 
 
 def tracking_uri() -> str:
@@ -134,22 +141,25 @@ class Run:
         for f in files:
             self.log_artifact(f, artifact_path)
 
-    def end(self, state: str = "finished") -> None:
+    def end(self, status: str = "FINISHED") -> None:
+        """End the run with an MLflow status: FINISHED, FAILED or KILLED (once; later calls do nothing)."""
         if not self._ended:
-            self.client.set_terminated(self.id, status=_RUN_STATES[state])
+            self.client.set_terminated(self.id, status=status)
             self._ended = True
 
     def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if self._ended:
+            return
         if exc_type is None:
-            self.end("finished")
+            self.end("FINISHED")
         elif issubclass(exc_type, KeyboardInterrupt):
-            self.end("killed")
+            self.end("KILLED")
         else:
-            self.set_tags({"rockopt.error": mask_url(f"{exc_type.__name__}: {str(exc)[:500]}")})
-            self.end("failed")
+            self.set_tags({"rockopt.error": error_text(exc)})
+            self.end("FAILED")
 
 
 def confusion_png(cm: np.ndarray, classes: Iterable[str], path: Path, title: str = "") -> Path:

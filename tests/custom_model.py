@@ -12,3 +12,46 @@ def tiny_cnn(num_classes: int) -> nn.Module:
         nn.Flatten(),
         nn.Linear(8, num_classes),
     )
+
+
+class _Constant(nn.Module):
+    """Always predicts the last class: a model that cannot learn (for pruning tests)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.unused = nn.Linear(1, 1)  # an optimizer needs at least one parameter
+
+    def forward(self, x):
+        import torch
+
+        out = torch.zeros(x.shape[0], self.num_classes, device=x.device)
+        out[:, -1] = 1.0
+        return out + 0.0 * self.unused.weight.sum()
+
+
+def constant(num_classes: int) -> nn.Module:
+    return _Constant(num_classes)
+
+
+class _Broken(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Linear(1, 1)
+
+    def forward(self, x):
+        raise RuntimeError("boom: this backbone always fails")
+
+
+def broken(num_classes: int) -> nn.Module:
+    return _Broken()
+
+
+class _Interrupt(_Broken):
+    def forward(self, x):
+        raise KeyboardInterrupt
+
+
+def interrupt(num_classes: int) -> nn.Module:
+    """Behaves as if the user pressed Ctrl-C during the first step."""
+    return _Interrupt()

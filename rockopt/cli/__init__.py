@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from rockopt.cli import data, demo, train, ui
+from rockopt.cli import data, demo, search, train, ui
 from rockopt.errors import RockoptError
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
+app.command("search")(search.search)
+app.command("best")(search.best)
 app.command("demo")(demo.demo)
 app.command("ui")(ui.ui)
 

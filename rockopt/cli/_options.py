@@ -18,6 +18,10 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 
 
 def console(stderr: bool = False):
+    """Results on stdout, messages on stderr; wide when piped, so lines and tables stay whole."""
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 200)

@@ -10,6 +10,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +158,8 @@ def evaluate(model: nn.Module, loader, norm: Normalize, precision: Precision, nu
     return Evaluation(out.cpu().numpy().astype(np.float32), torch.cat(index).numpy(), loss, cm, skipped)
 
 
-def _progress(enabled: bool):
+def epoch_progress(enabled: bool = True):
+    """The rich progress display the loop reports to; a search shares one with its trial line."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -172,15 +174,32 @@ def _progress(enabled: bool):
     )
 
 
+@contextmanager
+def _epoch_task(progress, total: int):
+    """A bar for the epoch's steps: in its own display, or added to (and removed from) a shared one."""
+    if isinstance(progress, bool):
+        with epoch_progress(progress) as bar:
+            yield bar, bar.add_task("", total=total)
+        return
+    task = progress.add_task("", total=total)
+    try:
+        yield progress, task
+    finally:
+        progress.remove_task(task)
+
+
 def fit(
     cfg: TrainConfig,
     split: Split,
     *,
     out_dir: str | Path | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
-    progress: bool = True,
+    progress=True,
 ) -> FitResult:
-    """Train `cfg` on `split`; keep the best epoch's checkpoint (in `out_dir`) and validation logits."""
+    """Train `cfg` on `split`; keep the best epoch's checkpoint (in `out_dir`) and validation logits.
+
+    `progress`: True/False for an epoch bar of its own, or a running rich Progress to add it to.
+    """
     # set-up
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)
@@ -248,8 +267,7 @@ def fit(
     val_skipped: set[int] = set()
     history: list[EpochResult] = []
 
-    with _progress(progress) as bar:
-        task = bar.add_task("", total=stream.steps_per_epoch)
+    with _epoch_task(progress, stream.steps_per_epoch) as (bar, task):
         for epoch in range(1, cfg.epochs + 1):
             bar.reset(task, description=f"epoch {epoch}/{cfg.epochs}")
             t0 = time.perf_counter()

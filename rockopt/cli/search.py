@@ -1,0 +1,92 @@
+"""`rockopt search` and `rockopt best`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rockopt.cli._options import DataOpt, ExtraSets, QuietOpt, SetOpt, console
+
+StudyOpt = Annotated[str, typer.Option("--study", help="Study name (studies/NAME.yaml) or a study file path.")]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db; env ROCKOPT_STORAGE)."),
+]
+StudyNameOpt = Annotated[str | None, typer.Option("--study-name", help="Name in the storage (default: the file's name).")]
+
+
+def search(
+    study: StudyOpt,
+    data: DataOpt = None,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", help="Trials to run now (default: the study's budget).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop starting trials after this many seconds.")] = None,
+    storage: StorageOpt = None,
+    study_name: StudyNameOpt = None,
+    set_: SetOpt = None,
+    extra: ExtraSets = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run an Optuna study over how a backbone is trained; every trial is an MLflow child run."""
+    from rockopt.config import parse_sets
+    from rockopt.search.runner import run_search
+
+    err = console(stderr=True)
+    s = run_search(
+        study,
+        data=data,
+        n_trials=n_trials,
+        timeout=timeout,
+        storage=storage,
+        study_name=study_name,
+        overrides=parse_sets([*(set_ or []), *(extra or [])]),
+        progress=not quiet,
+    )
+    for note in s.notes:
+        err.print(f"note: {note}", highlight=False, markup=False)
+    c = s.counts
+    line = f"study {s.study_name}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed"
+    if s.best_trial is not None:
+        line += f"; best {s.best_value:.4f} (trial {s.best_trial})"
+    console().print(line + f"; MLflow parent run {s.parent_run_id}", highlight=False)
+    if s.interrupted:
+        err.print("interrupted: the running trial is marked FAIL; run the same command again to continue the study")
+        raise typer.Exit(130)
+
+
+def best(
+    study: StudyOpt,
+    top: Annotated[int, typer.Option("--top", help="How many trials to show / export.")] = 5,
+    export: Annotated[Path | None, typer.Option("--export", help="Write config, checkpoint and summary per trial here.")] = None,
+    storage: StorageOpt = None,
+    study_name: StudyNameOpt = None,
+) -> None:
+    """The best complete trials of a study; --export writes them for `train --config` and `cv`."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    from rockopt.search.export import export_trials, load_existing, top_trials
+
+    ostudy, url = load_existing(study, storage, study_name)
+    trials = top_trials(ostudy, top)
+    counts = Counter(t.state.name for t in ostudy.get_trials(deepcopy=False))
+    names = sorted({k for t in trials for k in t.params})
+    table = Table(title=f"study {ostudy.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())))
+    for col in ("#", "trial", "value", "epochs", *names, "MLflow run"):
+        table.add_column(col, justify="right" if col in ("#", "trial", "value", "epochs") else "left")
+    for rank, t in enumerate(trials, 1):
+        cells = [_fmt(t.params.get(k, "")) for k in names]
+        table.add_row(str(rank), str(t.number), f"{t.value:.4f}", str(t.user_attrs.get("epochs", "")), *cells, t.user_attrs.get("mlflow_run_id", ""))
+    out = console()
+    out.print(table)
+    if not trials:
+        out.print("no complete trial yet")
+    if export:
+        for d in export_trials(ostudy, trials, export, url):
+            out.print(f"exported {d}", highlight=False)
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

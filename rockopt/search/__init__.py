@@ -1,0 +1,1 @@
+"""Search: study files, the space, Optuna samplers and pruners, trials, export."""

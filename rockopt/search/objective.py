@@ -1,0 +1,119 @@
+"""One trial: settings from the space, a tracked training run, reports to the pruner.
+
+Trial state -> MLflow run status: COMPLETE -> FINISHED, PRUNED -> KILLED (tag
+`pruned_at_epoch`), FAIL -> FAILED (tag `rockopt.error`). Ctrl-C -> the trial FAILs in
+Optuna and its run ends KILLED.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from rockopt.config import build_config
+from rockopt.data.folds import Folds
+from rockopt.data.layout import TrainSet
+from rockopt.jobs import run_tags, train_in_run
+from rockopt.search.space import suggest
+from rockopt.search.study_file import StudySpec
+from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, error_text
+
+
+def free_accelerator_memory() -> None:
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class Objective:
+    """Callable for `study.optimize`; returns the best epoch's validation metric."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        base: dict[str, Any],
+        data: TrainSet,
+        folds: Folds,
+        *,
+        study_name: str,
+        experiment: str,
+        parent_run_id: str,
+        out_dir: Path,
+        progress=True,
+        on_trial_start=None,
+    ):
+        self.spec, self.base, self.data, self.folds = spec, base, data, folds
+        self.study_name, self.experiment, self.parent_run_id = study_name, experiment, parent_run_id
+        self.out_dir, self.progress, self.on_trial_start = out_dir, progress, on_trial_start
+
+    def _value(self, res) -> float:
+        return res.val_f1 if self.spec.objective.metric == "val_f1" else res.val_loss
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = suggest(trial, self.spec.space)
+        inactive = set(self.spec.space) - set(params)
+        tags = {
+            "trial_number": str(trial.number),
+            "rockopt.study": self.study_name,
+            **run_tags(self.data, self.folds, self.base.get("fold", 0)),
+        }
+        run = Run(self.experiment, f"trial-{trial.number}", tags=tags, parent_run_id=self.parent_run_id)
+        trial.set_user_attr("mlflow_run_id", run.id)
+        if self.on_trial_start:
+            self.on_trial_start(trial, params)
+        epochs_run = 0
+        t0 = time.perf_counter()
+
+        def report(res) -> None:
+            nonlocal epochs_run
+            epochs_run = res.epoch
+            trial.report(self._value(res), res.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {res.epoch}")
+
+        def finish(state: str, status: str | None = None, **extra_tags: Any) -> None:
+            trial.set_user_attr("epochs", epochs_run)
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 1))
+            run.set_tags({"trial_state": state, **extra_tags})
+            run.end(status or TRIAL_TO_RUN_STATUS[state])
+
+        try:
+            cfg = build_config({**self.base, **params}, f"trial {trial.number}")
+            trial.set_user_attr("config", cfg.flat())
+            run_dir = self.out_dir / f"trial-{trial.number:04d}"
+            result = train_in_run(
+                run, cfg, self.data, self.folds, cfg.fold, run_dir, on_epoch=report, progress=self.progress, omit_params=inactive
+            )
+        except optuna.TrialPruned:
+            finish("PRUNED", pruned_at_epoch=epochs_run)
+            raise
+        except KeyboardInterrupt:
+            # Optuna marks the trial FAIL; the run was stopped by the user, not broken
+            trial.set_user_attr("error", "interrupted")
+            finish("FAIL", "KILLED", **{"rockopt.error": "interrupted by the user"})
+            raise
+        except Exception as e:  # any failure ends this trial only; Optuna records it FAIL and goes on
+            if not run_has_params(run):
+                run.log_params(params)
+            msg = error_text(e)
+            trial.set_user_attr("error", msg)
+            finish("FAIL", **{"rockopt.error": msg})
+            free_accelerator_memory()
+            raise
+        best = min(h.val_loss for h in result.history) if self.spec.objective.metric == "val_loss" else result.best_f1
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        if result.checkpoint:
+            trial.set_user_attr("checkpoint", str(result.checkpoint.resolve()))
+        finish("COMPLETE")
+        return best
+
+
+def run_has_params(run: Run) -> bool:
+    return bool(run.client.get_run(run.id).data.params)

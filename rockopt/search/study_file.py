@@ -1,0 +1,231 @@
+"""Study files: `studies/NAME.yaml`, validated as a whole before the first trial.
+
+```yaml
+data:      {path: DIR, folds: 5, fold: 0, image_size: 224, seed: 42}
+budget:    {n_trials: 20, timeout: null, max_epochs: 10, keep_checkpoints: 3}
+objective: {metric: val_f1, direction: maximize}
+sampler:   {name: tpe, seed: 42, n_startup_trials: 5}    # any keyword of Optuna's sampler class
+pruner:    {name: median, n_warmup_steps: 1}              # any keyword of Optuna's pruner class
+fixed:     {backbone: tf_efficientnet_lite0, ...}         # training settings every trial shares
+optional_files: [pretrained_file]                         # dropped, with a note, when the file is missing
+space:                                                    # searched training settings
+  sampler_mode: [uniform, balanced, hnm]                  # a list is a categorical parameter
+  hnm_ratio: {type: float, low: 0.1, high: 0.5, when: {sampler_mode: hnm}}
+  lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import rockopt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rockopt.config import FIELDS, build_config, describe_validation_error, read_yaml
+from rockopt.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSection(_Strict):
+    path: str | None = None
+    folds: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+    image_size: int | None = Field(None, ge=16)
+    seed: int = 42
+
+
+class BudgetSection(_Strict):
+    n_trials: int | None = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    max_epochs: int = Field(10, ge=1)
+    keep_checkpoints: int = Field(3, ge=0)  # best.pt kept for the top K trials only (0: none)
+
+
+class ObjectiveSection(_Strict):
+    metric: Literal["val_f1", "val_loss"] = "val_f1"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+    @model_validator(mode="after")
+    def _sense(self) -> ObjectiveSection:
+        want = "maximize" if self.metric == "val_f1" else "minimize"
+        if self.direction != want:
+            raise ValueError(f"{self.metric} should be {want}d, but got direction={self.direction}")
+        return self
+
+
+class NamedSection(BaseModel):
+    """`name` picks the Optuna class; every other key is a keyword argument of it."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class Param(_Strict):
+    type: Literal["categorical", "int", "float"]
+    choices: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    when: dict[str, Any] | None = None  # {other_param: value or [values]}: exists only then
+
+    @model_validator(mode="after")
+    def _shape(self) -> Param:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("a categorical parameter takes 'choices', not 'low'/'high'")
+            bad = [c for c in self.choices if c is not None and not isinstance(c, (bool, int, float, str))]
+            if bad:
+                raise ValueError(f"choices must be numbers, strings or booleans, but got {bad[0]!r}")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"an {self.type} parameter needs 'low' and 'high'")
+            if self.low > self.high:
+                raise ValueError(f"low must not exceed high, but got low={self.low}, high={self.high}")
+            if self.log and self.low <= 0:
+                raise ValueError(f"a log-scale range must be positive, but got low={self.low}")
+            if self.log and self.step is not None:
+                raise ValueError("'log' and 'step' exclude each other")
+            if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+                raise ValueError(f"an int parameter needs whole bounds, but got low={self.low}, high={self.high}")
+        return self
+
+    def values_to_check(self) -> list[Any]:
+        if self.type == "categorical":
+            return list(self.choices or [])
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+class StudySpec(_Strict):
+    description: str = ""
+    data: DataSection = DataSection()
+    budget: BudgetSection = BudgetSection()
+    objective: ObjectiveSection = ObjectiveSection()
+    sampler: NamedSection = NamedSection(name="tpe")
+    pruner: NamedSection = NamedSection(name="median")
+    fixed: dict[str, Any] = {}
+    optional_files: list[str] = []
+    space: dict[str, Param] = {}
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _lists_are_categorical(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({"type": "categorical", "choices": p} if isinstance(p, list) else p) for k, p in v.items()}
+        return v
+
+    def fingerprint(self) -> str:
+        """Identifies the study's settings, the budget left out (a resumed study may get more trials)."""
+        doc = self.model_dump(exclude={"budget", "description"})
+        return hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def find_study_file(name: str | Path) -> Path:
+    """A path, or a name looked up in ./studies/ and then in the studies/ of the rockopt checkout."""
+    p = Path(name).expanduser()
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise ConfigError(f"study file not found: {p}")
+        return p
+    candidates = [Path("studies") / f"{name}.yaml", Path(rockopt.__file__).resolve().parent.parent / "studies" / f"{name}.yaml"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    shipped = sorted({f.stem for c in candidates if c.parent.is_dir() for f in c.parent.glob("*.yaml")})
+    raise ConfigError(f"no study named '{name}' (looked in ./studies/ and the rockopt checkout); known: {', '.join(shipped) or 'none'}")
+
+
+def load_study_file(name: str | Path, fixed_overrides: dict[str, Any] | None = None) -> tuple[StudySpec, Path]:
+    """Read and validate a study file; `fixed_overrides` (from --set) update its fixed settings."""
+    path = find_study_file(name)
+    raw = _paths_relative_to(read_yaml(path), path.parent)
+    try:
+        spec = StudySpec(**raw)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, path)) from None
+    if fixed_overrides:
+        spec = spec.model_copy(update={"fixed": {**spec.fixed, **fixed_overrides}})
+    validate_against_config(spec, str(path))
+    return spec, path
+
+
+_PATH_KEYS = (("data", "path"), ("fixed", "data"), ("fixed", "pretrained_file"), ("fixed", "folds_file"))
+
+
+def _paths_relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in a study file mean: relative to the file, so it works from any directory."""
+    for section, key in _PATH_KEYS:
+        sect = raw.get(section)
+        value = sect.get(key) if isinstance(sect, dict) else None
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            sect[key] = str((base / value).resolve())
+    return raw
+
+
+def _describe(e: ValidationError, path: Path) -> str:
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown key '{key}'"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{path}: key '{key}': {msg}" + (f", got {err['input']!r}" if err["type"] != "value_error" else "")
+
+
+def validate_against_config(spec: StudySpec, source: str) -> None:
+    """Check every name and value against the training settings, and the Optuna classes' keywords."""
+    from rockopt.search.factories import PRUNERS, SAMPLERS
+
+    for section, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        named: NamedSection = getattr(spec, section)
+        if named.name not in registry:
+            raise ConfigError(f"{source}: key '{section}.name': unknown {section} '{named.name}'; choose from {sorted(registry)}")
+        accepted = set(inspect.signature(registry[named.name]).parameters) - {"self"}
+        for key in named.model_extra or {}:
+            if key not in accepted:
+                raise ConfigError(f"{source}: key '{section}.{key}': not a setting of the {named.name} {section}; it takes {sorted(accepted)}")
+    for key in spec.fixed:
+        if key not in FIELDS:
+            build_config({key: spec.fixed[key]}, f"{source}: fixed")
+    for key in spec.optional_files:
+        if key not in FIELDS:
+            raise ConfigError(f"{source}: key 'optional_files': '{key}' is not a training setting")
+    base = {**spec.fixed, **_data_settings(spec)}
+    build_config(base, f"{source}: fixed")
+    seen: list[str] = []
+    for key, param in spec.space.items():
+        if key not in FIELDS:
+            build_config({key: None}, f"{source}: space")
+        if key in ("epochs",):
+            raise ConfigError(f"{source}: key 'space.{key}': set budget.max_epochs instead")
+        for cond in (param.when or {}):
+            if cond not in seen:
+                raise ConfigError(f"{source}: key 'space.{key}.when': '{cond}' must be a parameter listed above '{key}'")
+        for value in param.values_to_check():
+            build_config({**base, key: value}, f"{source}: space.{key}")
+        seen.append(key)
+
+
+def _data_settings(spec: StudySpec) -> dict[str, Any]:
+    d = spec.data
+    out = {"folds": d.folds, "fold": d.fold, "seed": d.seed, "epochs": spec.budget.max_epochs}
+    if d.image_size is not None:
+        out["image_size"] = d.image_size
+    if d.path is not None:
+        out["data"] = d.path
+    return out
+
+
+def base_settings(spec: StudySpec) -> dict[str, Any]:
+    """The settings every trial starts from: data section, fixed settings, budget's epochs."""
+    return {**_data_settings(spec), **spec.fixed}  # a fixed `epochs` (e.g. from --set) wins over the budget
