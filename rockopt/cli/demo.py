@@ -1,4 +1,4 @@
-"""`rockopt demo`: the whole path on a laptop CPU in about a minute, offline."""
+"""`rockopt demo`: the whole path on a laptop CPU in a few minutes, offline."""
 
 from __future__ import annotations
 
@@ -7,17 +7,19 @@ from typing import Annotated
 
 import typer
 
-from rockopt.cli._options import DataOpt, QuietOpt
+from rockopt.cli._options import DataOpt, QuietOpt, SetOpt
 
 
 def demo(
     data: DataOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs"),
+    n_trials: Annotated[int, typer.Option("--n-trials", help="Trials of the quick study.")] = 4,
+    out: Annotated[Path, typer.Option("--out", help="Where generated data goes.")] = Path("runs"),
+    set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Check a data set (generated when --data is not given) and train a tiny model on it, tracked in MLflow."""
+    """Check a data set (generated when --data is not given), run the quick study on it, show the best trials."""
     from rockopt.cli import data as data_cmd
-    from rockopt.cli import train as train_cmd
+    from rockopt.cli import search as search_cmd
     from rockopt.data.synthetic import make_demo_data
 
     if data is None:
@@ -29,17 +31,6 @@ def demo(
     except typer.Exit as e:
         if e.exit_code:
             raise
-    train_cmd.train(
-        data=data,
-        set_=[
-            "backbone=test_efficientnet",
-            "pretrained=false",
-            "image_size=64",
-            "epochs=3",
-            "batch_size=16",
-            "lr=0.003",
-            "experiment=rockopt-demo",
-            f"out_dir={out}",
-        ],
-        quiet=quiet,
-    )
+    name = f"quick-{Path(data).resolve().name}"  # one study (and folds file) per data set
+    search_cmd.search(study="quick", data=data, n_trials=n_trials, study_name=name, set_=set_, quiet=quiet)
+    search_cmd.best(study="quick", study_name=name, top=3)

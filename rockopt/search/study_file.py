@@ -200,7 +200,7 @@ def validate_against_config(spec: StudySpec, source: str) -> None:
     for key in spec.optional_files:
         if key not in FIELDS:
             raise ConfigError(f"{source}: key 'optional_files': '{key}' is not a training setting")
-    base = {**spec.fixed, **_data_settings(spec)}
+    base = base_settings(spec)
     build_config(base, f"{source}: fixed")
     seen: list[str] = []
     for key, param in spec.space.items():
