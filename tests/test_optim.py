@@ -17,6 +17,7 @@ def _lrs(name, epochs=4, steps=10, warmup=1.0):
     return out
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_every_schedule_warms_up_then_decays(name):
     lrs = _lrs(name)

@@ -21,6 +21,7 @@ from rockopt.search.objective import Objective
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file
 from rockopt.tracking import Run, temp_dir
+from rockopt.train.engine import progress_display
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +70,6 @@ def _apply_optional_files(base: dict[str, Any], spec: StudySpec, notes: list[str
         if value and not Path(value).expanduser().exists():
             notes.append(f"{key} {value} is not there; trials run without it")
             base.pop(key)
-
-
-def _progress_display(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True, soft_wrap=True),
-        disable=not enabled,
-    )
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
@@ -194,7 +181,7 @@ def run_search(
     )
     parent.log_params({"n_trials": n_trials, "timeout": timeout, "max_epochs": spec.budget.max_epochs})
 
-    bar = _progress_display(progress)
+    bar = progress_display(progress, transient=False)
     out = Path(out_dir) / name
     interrupted = False
     started = len(ostudy.trials)

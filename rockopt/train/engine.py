@@ -158,8 +158,8 @@ def evaluate(model: nn.Module, loader, norm: Normalize, precision: Precision, nu
     return Evaluation(out.cpu().numpy().astype(np.float32), torch.cat(index).numpy(), loss, cm, skipped)
 
 
-def epoch_progress(enabled: bool = True):
-    """The rich progress display the loop reports to; a search shares one with its trial line."""
+def progress_display(enabled: bool = True, transient: bool = True):
+    """A rich progress display on stderr; a search shares one between its trial line and the epochs."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -168,8 +168,8 @@ def epoch_progress(enabled: bool = True):
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
+        console=Console(stderr=True, soft_wrap=True),
+        transient=transient,
         disable=not enabled,
     )
 
@@ -178,7 +178,7 @@ def epoch_progress(enabled: bool = True):
 def _epoch_task(progress, total: int):
     """A bar for the epoch's steps: in its own display, or added to (and removed from) a shared one."""
     if isinstance(progress, bool):
-        with epoch_progress(progress) as bar:
+        with progress_display(progress) as bar:
             yield bar, bar.add_task("", total=total)
         return
     task = progress.add_task("", total=total)
