@@ -26,6 +26,7 @@ class TrainConfig(BaseModel):
     folds: int = Field(5, ge=2)
     fold: int = Field(0, ge=0)
     folds_file: str | None = None
+    folds_seed: int = 42  # apart from `seed`: members trained with other seeds still share their folds
     seed: int = 42
 
     # model

@@ -28,8 +28,8 @@ def prepare_data(cfg: TrainConfig, folds_file: str | Path | None = None) -> tupl
     bad = first_unreadable_class(data)
     if bad:
         raise DataError(f"{data.root}: class '{bad}' has no readable image")
-    path = folds_file or cfg.folds_file or default_folds_path(cfg.out_dir, data, cfg.folds, cfg.seed)
-    return data, load_or_create_folds(data, path, cfg.folds, cfg.seed)
+    path = folds_file or cfg.folds_file or default_folds_path(cfg.out_dir, data, cfg.folds, cfg.folds_seed)
+    return data, load_or_create_folds(data, path, cfg.folds, cfg.folds_seed)
 
 
 def check_fold(folds: Folds, fold: int) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from rockopt.cli import data, demo, search, train, ui
+from rockopt.cli import data, demo, ensemble, search, train, ui
 from rockopt.errors import RockoptError
 
 app = typer.Typer(
@@ -21,6 +21,9 @@ app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("search")(search.search)
 app.command("best")(search.best)
+app.command("cv")(ensemble.cv)
+app.command("predict")(ensemble.predict)
+app.command("blend")(ensemble.blend)
 app.command("demo")(demo.demo)
 app.command("ui")(ui.ui)
 

@@ -1,7 +1,7 @@
 """Study files: `studies/NAME.yaml`, validated as a whole before the first trial.
 
 ```yaml
-data:      {path: DIR, folds: 5, fold: 0, image_size: 224, seed: 42}
+data:      {path: DIR, folds: 5, fold: 0, image_size: 224, folds_seed: 42}
 budget:    {n_trials: 20, timeout: null, max_epochs: 10, keep_checkpoints: 3}
 objective: {metric: val_f1, direction: maximize}
 sampler:   {name: tpe, seed: 42, n_startup_trials: 5}    # any keyword of Optuna's sampler class
@@ -39,7 +39,7 @@ class DataSection(_Strict):
     folds: int = Field(5, ge=2)
     fold: int = Field(0, ge=0)
     image_size: int | None = Field(None, ge=16)
-    seed: int = 42
+    folds_seed: int = 42
 
 
 class BudgetSection(_Strict):
@@ -218,7 +218,7 @@ def validate_against_config(spec: StudySpec, source: str) -> None:
 
 def _data_settings(spec: StudySpec) -> dict[str, Any]:
     d = spec.data
-    out = {"folds": d.folds, "fold": d.fold, "seed": d.seed, "epochs": spec.budget.max_epochs}
+    out = {"folds": d.folds, "fold": d.fold, "folds_seed": d.folds_seed, "epochs": spec.budget.max_epochs}
     if d.image_size is not None:
         out["image_size"] = d.image_size
     if d.path is not None:

@@ -1,0 +1,1 @@
+"""Ensembling: blend members' out-of-fold probabilities with fitted weights."""

@@ -1,0 +1,104 @@
+"""`rockopt blend`: fit blend weights on OOF probabilities, estimate honestly, write the results.
+
+The honest estimate: for every fold f, the blend is fitted on the OOF rows of the other
+folds and scored on fold f's rows; the held-out predictions of all folds together give the
+cross-validated macro-F1. The in-sample figure (fitted and scored on all OOF rows) is
+optimistic by construction; the gap between the two shows how much the fit overfits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rockopt.ensemble.members import Member, check_compatible
+from rockopt.ensemble.methods import METHODS, Blend, fit
+from rockopt.ensemble.score import MacroF1
+from rockopt.predict import softmax
+
+
+@dataclass
+class Row:
+    name: str
+    in_sample: float
+    cross_validated: float
+
+
+@dataclass
+class BlendResult:
+    method: str
+    blend: Blend  # fitted on all OOF rows
+    rows: list[Row]  # members, then every method
+    members: list[Member]
+    oof_probs: np.ndarray
+    test_probs: np.ndarray | None
+    weights_by_method: dict[str, Blend] = field(default_factory=dict)
+
+
+def _cross_validated(method: str, probs: np.ndarray, labels: np.ndarray, fold: np.ndarray, score: MacroF1, **kw) -> float:
+    pred = np.empty(len(labels), dtype=np.int64)
+    for f in np.unique(fold):
+        train, held = fold != f, fold == f
+        b = fit(method, probs[:, train], labels[train], **kw)
+        pred[held] = b.predict(probs[:, held])
+    return score.from_pred(pred)
+
+
+def blend_members(members: list[Member], method: str = "weights", offsets: bool = False, log=lambda s: None) -> BlendResult:
+    check_compatible(members)
+    if method not in METHODS:
+        raise KeyError(f"unknown blend method '{method}'; choose from {sorted(METHODS)}")
+    ref = members[0]
+    labels, fold, c = ref.labels, ref.fold, len(ref.classes)
+    probs = np.stack([softmax(m.oof_logits.copy()) for m in members])
+    score = MacroF1(labels, c)
+    rows = [Row(m.name, score(p), score(p)) for m, p in zip(members, probs)]  # OOF rows are held out already
+    fitted: dict[str, Blend] = {}
+    for name in METHODS:
+        kw = {"offsets": offsets} if name == "weights" else {}
+        log(f"fitting {name} ...")
+        fitted[name] = fit(name, probs, labels, **kw)
+        in_sample = score(fitted[name].scores(probs))
+        cv = in_sample if name == "mean" else _cross_validated(name, probs, labels, fold, score, **kw)
+        rows.append(Row(name, in_sample, cv))
+    chosen = fitted[method]
+    test_probs = None
+    if ref.test_logits is not None:
+        test_probs = chosen.probs(np.stack([softmax(m.test_logits.copy()) for m in members]))
+    return BlendResult(method, chosen, rows, members, chosen.probs(probs), test_probs, fitted)
+
+
+def write_blend(result: BlendResult, out: str | Path) -> list[Path]:
+    """weights.json and blend.npz (blended OOF and test probabilities) in OUT."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ref = result.members[0]
+    doc = {
+        "method": result.method,
+        "classes": ref.classes,
+        "folds_fingerprint": ref.folds_fingerprint,
+        "members": [
+            {"name": m.name, "dir": str(m.dir.resolve()), "weight": float(w)} for m, w in zip(result.members, result.blend.weights)
+        ],
+        "offsets": {c: float(b) for c, b in zip(ref.classes, result.blend.offsets)},
+        "weights_by_method": {k: [float(x) for x in b.weights] for k, b in result.weights_by_method.items()},
+        "scores": [{"name": r.name, "oof_macro_f1": r.in_sample, "cross_validated_macro_f1": r.cross_validated} for r in result.rows],
+    }
+    weights = out / "weights.json"
+    weights.write_text(json.dumps(doc, indent=2))
+    arrays = {"oof_ids": ref.ids, "oof_labels": ref.labels, "oof_probs": result.oof_probs, "classes": np.asarray(ref.classes)}
+    if result.test_probs is not None:
+        arrays |= {"test_ids": ref.test_ids, "test_probs": result.test_probs}
+    npz = out / "blend.npz"
+    np.savez_compressed(npz, **arrays)
+    return [weights, npz]
+
+
+def test_labels(result: BlendResult) -> list[str]:
+    """Predicted class names of the test rows (offsets applied)."""
+    classes = result.members[0].classes
+    scores = np.log(result.test_probs + 1e-12) + result.blend.offsets if result.blend.offsets.any() else result.test_probs
+    return [classes[i] for i in scores.argmax(1)]

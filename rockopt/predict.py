@@ -1,0 +1,133 @@
+"""Inference with trained checkpoints, test-time augmentation, and the submission file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rockopt.config import build_config, load_config
+from rockopt.data.dataset import ImageDataset, seed_worker
+from rockopt.data.layout import read_test_csv, resolve_test_path
+from rockopt.data.transforms import build_eval_transform, tta_views
+from rockopt.errors import DataError, RockoptError
+from rockopt.train.engine import Normalize, load_checkpoint, resolve_device, resolve_workers
+from rockopt.train.model import create_model, normalization, to_device
+from rockopt.train.precision import Precision
+
+
+@dataclass
+class Predictor:
+    """One or more checkpoints of the same configuration (the fold models of a member)."""
+
+    checkpoints: list[Path]
+    config_path: Path
+    classes: list[str]
+
+
+def find_predictor(model_dir: str | Path) -> Predictor:
+    """An exported trial (config.yaml + best.pt) or a `cv` member (config.yaml + fold-*/best.pt)."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise RockoptError(f"model directory not found: {d}")
+    config = d / "config.yaml"
+    if not config.is_file():
+        raise RockoptError(f"{d}: no config.yaml (expected an exported trial or a cv member)")
+    ckpts = [d / "best.pt"] if (d / "best.pt").is_file() else sorted(d.glob("fold-*/best.pt"))
+    if not ckpts:
+        raise RockoptError(f"{d}: no best.pt and no fold-*/best.pt: nothing to predict with")
+    classes = load_checkpoint(ckpts[0])["classes"]
+    return Predictor(ckpts, config, classes)
+
+
+@torch.no_grad()
+def predict_logits(checkpoint: str | Path, paths: list[str], tta: str = "none", batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (mean over TTA views) of one checkpoint for PATHS; also a mask of the rows that could be read.
+
+    Unreadable images get zero logits (a uniform prediction) and mask False.
+    """
+    state = load_checkpoint(checkpoint)
+    cfg = build_config(state["config"], f"{checkpoint}")
+    device = resolve_device(cfg.device)
+    model = create_model(cfg.backbone, len(state["classes"]), pretrained=False, pretrained_file=None)
+    model.load_state_dict(state["model"])
+    model = to_device(model, device, cfg.channels_last).eval()
+    norm = Normalize(*normalization(model), device, cfg.channels_last)
+    precision = Precision(cfg.amp, device)
+    views = tta_views(tta)
+    bs = batch_size or 2 * cfg.batch_size
+    workers = resolve_workers(cfg.num_workers)
+    ds = ImageDataset(paths, None, build_eval_transform(cfg.image_size))
+    chunks = [list(range(i, min(i + bs, len(ds)))) for i in range(0, len(ds), bs)]
+    loader = DataLoader(ds, batch_size=None, sampler=chunks, num_workers=workers, worker_init_fn=seed_worker if workers else None)
+    out = np.zeros((len(paths), len(state["classes"])), dtype=np.float32)
+    ok = np.zeros(len(paths), dtype=bool)
+    for chunk in loader:
+        if not len(chunk["index"]):
+            continue
+        x = norm(chunk["image"])
+        with precision.autocast():
+            logits = sum(model(v(x)).float() for v in views) / len(views)
+        idx = chunk["index"].numpy()
+        out[idx] = logits.cpu().numpy()
+        ok[idx] = True
+    return out, ok
+
+
+def test_images(data_root: str | Path) -> tuple[list[str], list[str]]:
+    """IDs and absolute paths of the test images, in test.csv order."""
+    root = Path(data_root)
+    df = read_test_csv(root)
+    if df is None:
+        raise DataError(f"{root}: no test.csv (ID,img_path): nothing to predict")
+    paths = [resolve_test_path(root, p) for p in df["img_path"]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"{root}/test.csv names {len(missing)} missing file(s), e.g. {missing[0]}")
+    return list(df["ID"]), [str(p) for p in paths]
+
+
+def write_submission(data_root: str | Path, ids: list[str], labels: list[str], out: str | Path) -> Path:
+    """Exactly the rows and column order of sample_submission.csv, with the predicted class names.
+
+    Refuses a template whose IDs do not match test.csv row for row.
+    """
+    import pandas as pd
+
+    root = Path(data_root)
+    template = root / "sample_submission.csv"
+    if template.is_file():
+        sub = pd.read_csv(template, dtype=str)
+        if "ID" not in sub.columns or len(sub.columns) < 2:
+            raise DataError(f"{template}: expected columns ID and the label column")
+        if list(sub["ID"]) != list(ids):
+            raise DataError(f"{template}: its IDs do not match test.csv row for row; refusing to write a misaligned submission")
+        sub[sub.columns[1]] = labels
+    else:
+        sub = pd.DataFrame({"ID": ids, "rock_type": labels})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sub.to_csv(out, index=False)
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
+def predict_dir(model_dir: str | Path, data_root: str | Path, tta: str = "none") -> tuple[list[str], np.ndarray, list[str]]:
+    """Test IDs, logits (mean over the checkpoints) and class names for a model directory."""
+    p = find_predictor(model_dir)
+    load_config(p.config_path)  # a broken config should fail here, not mid-way
+    ids, paths = test_images(data_root)
+    total = None
+    for ckpt in p.checkpoints:
+        logits, _ = predict_logits(ckpt, paths, tta)
+        total = logits if total is None else total + logits
+    return ids, total / len(p.checkpoints), p.classes
