@@ -55,3 +55,20 @@ class _Interrupt(_Broken):
 def interrupt(num_classes: int) -> nn.Module:
     """Behaves as if the user pressed Ctrl-C during the first step."""
     return _Interrupt()
+
+
+def slow_when_asked(num_classes: int) -> nn.Module:
+    """tiny_cnn, but 0.3 s a batch when ROCKOPT_TEST_SLOW is set: a trial long enough to kill."""
+    import os
+    import time
+
+    model = tiny_cnn(num_classes)
+    if os.environ.get("ROCKOPT_TEST_SLOW"):
+        plain = model.forward
+
+        def forward(x):
+            time.sleep(0.3)
+            return plain(x)
+
+        model.forward = forward
+    return model

@@ -26,12 +26,20 @@ def search(
     study_name: StudyNameOpt = None,
     set_: SetOpt = None,
     extra: ExtraSets = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes on this host (one per GPU with --gpus).")] = 1,
+    gpus: Annotated[str | None, typer.Option("--gpus", help="GPU ids, e.g. 0,1,2,3: one worker pinned to each.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run an Optuna study over how a backbone is trained; every trial is an MLflow child run."""
     from rockopt.config import parse_sets
     from rockopt.search.runner import run_search
 
+    gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+    if gpu_ids and workers == 1:
+        workers = len(gpu_ids)
+    if workers > 1:
+        _launch_workers(study, data, n_trials, timeout, storage, study_name, [*(set_ or []), *(extra or [])], workers, gpu_ids)
+        return
     err = console(stderr=True)
     s = run_search(
         study,
@@ -53,6 +61,33 @@ def search(
     if s.interrupted:
         err.print("interrupted: the running trial is marked FAIL; run the same command again to continue the study")
         raise typer.Exit(130)
+
+
+def _launch_workers(study, data, n_trials, timeout, storage, study_name, sets, workers, gpu_ids) -> None:
+    import os
+
+    from rockopt.search.export import study_name_of
+    from rockopt.search.storage import describe_storage, open_storage, resolve_storage
+    from rockopt.search.study_file import load_study_file
+    from rockopt.search.workers import launch
+
+    spec, source = load_study_file(study, fixed_overrides=None)  # fail here, once, on a bad file
+    name = study_name or source.stem
+    url = resolve_storage(storage, name, workers)
+    open_storage(url)  # create the tables once, before the workers race for them
+    total = n_trials if n_trials is not None else spec.budget.n_trials
+    args = ["--study", str(study), "--study-name", name, "-q"]
+    if data is not None:
+        args += ["--data", str(data)]
+    if timeout is not None:
+        args += ["--timeout", str(timeout)]
+    for item in sets:
+        args += ["--set", item]
+    os.environ["ROCKOPT_STORAGE"] = url  # the workers inherit it: a password never shows in `ps`
+    console(stderr=True).print(f"{workers} workers on study {name} ({describe_storage(url)}), {total} trials", highlight=False)
+    code = launch(args, total, workers, gpu_ids)
+    if code:
+        raise typer.Exit(code)
 
 
 def best(
@@ -90,3 +125,31 @@ def best(
 
 def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def doctor(
+    study: StudyOpt,
+    storage: StorageOpt = None,
+    study_name: StudyNameOpt = None,
+    repair_: Annotated[bool, typer.Option("--repair", help="Fail stuck trials (re-queued once) and end stuck runs KILLED.")] = False,
+) -> None:
+    """Trials stuck RUNNING with no live worker, and MLflow runs left RUNNING; --repair fixes them."""
+    from rockopt.search.doctor import diagnose, repair
+    from rockopt.search.export import load_existing
+
+    ostudy, url = load_existing(study, storage, study_name)
+    d = diagnose(ostudy)
+    out = console()
+    for n, why in d.stuck_trials:
+        out.print(f"trial {n}: stuck RUNNING ({why})", highlight=False)
+    for run_id, name, why in d.stuck_runs:
+        out.print(f"MLflow run {name} ({run_id}): left RUNNING ({why})", highlight=False)
+    if not d.stuck_trials and not d.stuck_runs:
+        out.print(f"study {ostudy.study_name}: nothing stuck")
+        return
+    if repair_:
+        repair(d)
+        out.print(f"repaired: {len(d.stuck_trials)} trial(s) marked FAIL and queued again, {len(d.stuck_runs)} run(s) ended KILLED")
+    else:
+        out.print("run again with --repair to fix them")
+        raise typer.Exit(1)

@@ -8,6 +8,7 @@ rather than silently mixed with folds drawn for other files.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def load_or_create_folds(data: TrainSet, path: str | Path, k: int, seed: int) ->
         return _read(path, data)
     fold = assign_folds(data.labels, k, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # workers starting together each write their own
     with tmp.open("w") as f:
         f.write(f"{_HEADER} data_fingerprint={data.fingerprint} k={k} seed={seed}\n")
         pd.DataFrame(

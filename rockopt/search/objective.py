@@ -47,15 +47,18 @@ class Objective:
         out_dir: Path,
         progress=True,
         on_trial_start=None,
+        worker: str = "",
     ):
         self.spec, self.base, self.data, self.folds = spec, base, data, folds
         self.study_name, self.experiment, self.parent_run_id = study_name, experiment, parent_run_id
         self.out_dir, self.progress, self.on_trial_start = out_dir, progress, on_trial_start
+        self.worker = worker
 
     def _value(self, res) -> float:
         return res.val_f1 if self.spec.objective.metric == "val_f1" else res.val_loss
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", self.worker)  # first: `doctor` checks whether this process still lives
         params = suggest(trial, self.spec.space)
         inactive = set(self.spec.space) - set(params)
         tags = {
@@ -63,7 +66,7 @@ class Objective:
             "rockopt.study": self.study_name,
             **run_tags(self.data, self.folds, self.base.get("fold", 0)),
         }
-        run = Run(self.experiment, f"trial-{trial.number}", tags=tags, parent_run_id=self.parent_run_id)
+        run = Run(self.experiment, f"trial-{trial.number}", tags={**tags, "rockopt.worker": self.worker}, parent_run_id=self.parent_run_id)
         trial.set_user_attr("mlflow_run_id", run.id)
         if self.on_trial_start:
             self.on_trial_start(trial, params)

@@ -17,6 +17,7 @@ from rockopt.config import build_config
 from rockopt.errors import ConfigError
 from rockopt.jobs import check_fold, prepare_data
 from rockopt.search import factories
+from rockopt.search.doctor import repair_gone_local_workers
 from rockopt.search.objective import Objective
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file
@@ -125,6 +126,15 @@ def _log_plots(study: optuna.Study, run: Run, notes: list[str]) -> None:
             run.log_artifact(path, "plots")
 
 
+def worker_id() -> str:
+    """`host:pid`, with the launcher's worker number when there is one: who runs a trial."""
+    import os
+    import socket
+
+    label = os.environ.get("ROCKOPT_WORKER")
+    return f"{socket.gethostname()}:{os.getpid()}" + (f":w{label}" if label else "")
+
+
 def run_search(
     study: str | Path,
     *,
@@ -145,6 +155,8 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # rockopt reports trials itself, one line each
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     ostudy, spec = _open_study(spec, name, url, source, notes)
+    for n in repair_gone_local_workers(ostudy):
+        notes.append(f"trial {n} was left running by a worker of this host that is gone: marked FAIL and queued again")
 
     base = base_settings(spec)
     if data is not None:
@@ -164,11 +176,13 @@ def run_search(
     ostudy.sampler = factories.create_sampler(spec.sampler.name, sampler_settings)
     ostudy.pruner = factories.create_pruner(spec.pruner.name, pruner_settings)
 
+    me = worker_id()
     parent = Run(
         name,
-        f"search-{time.strftime('%Y%m%d-%H%M%S')}",
+        f"search-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-w{me.rsplit(':w', 1)[1]}" if ":w" in me else ""),
         tags={
             "rockopt.study": name,
+            "rockopt.worker": me,
             "rockopt.study_file": str(source),
             "rockopt.storage": describe_storage(url),
             "rockopt.storage_kind": storage_kind(url),
@@ -202,15 +216,16 @@ def run_search(
         else:
             what = done.user_attrs.get("error", "failed")
         bar.console.print(
-            f"trial {done.number} {done.state.name}: {what}  "
+            prefix + f"trial {done.number} {done.state.name}: {what}  "
             f"({done.user_attrs.get('seconds', '?')} s)  {done.params}",
             highlight=False,
             markup=False,
         )
         _prune_checkpoints(study_, spec.budget.keep_checkpoints)
 
+    prefix = f"[w{me.rsplit(':w', 1)[1]}] " if ":w" in me else ""
     objective = Objective(
-        spec, base, dataset, folds, study_name=name, experiment=name, parent_run_id=parent.id, out_dir=out, progress=bar
+        spec, base, dataset, folds, study_name=name, experiment=name, parent_run_id=parent.id, out_dir=out, progress=bar, worker=me
     )
     with parent:  # anything unexpected ends the parent run FAILED, never RUNNING
         with bar:

@@ -1,49 +1,90 @@
 """Where a study lives: an Optuna storage URL, embedded by default.
 
 `--storage` or ROCKOPT_STORAGE: `sqlite:///path.db`, a journal file (`path.journal` or
-`journal:///path`), `postgresql://...`, `mysql://...`. Default: `sqlite:///studies/NAME.db`.
+`journal:///path`), `postgresql://user:pass@host/db`, `mysql+pymysql://...`.
+Default: `studies/NAME.db` (SQLite) when it exists or for one worker; `studies/NAME.journal`
+(Optuna's journal file, safe for several processes on one host) for several workers.
+
+Database storages get heartbeats: a trial whose worker stopped beating for the grace period
+(a crashed or killed process) is marked FAIL by the next worker to start a trial, and
+re-queued once with the same parameters.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import time
 from pathlib import Path
 
 import optuna
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from rockopt.errors import ConfigError
 from rockopt.tracking import mask_url
 
 STUDIES_DIR = Path("studies")
 
 
-def resolve_storage(url: str | None, study_name: str) -> str:
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace period) in seconds; ROCKOPT_HEARTBEAT_INTERVAL / ROCKOPT_HEARTBEAT_GRACE."""
+    interval = int(os.environ.get("ROCKOPT_HEARTBEAT_INTERVAL", "60"))
+    grace = int(os.environ.get("ROCKOPT_HEARTBEAT_GRACE", str(3 * interval)))
+    return interval, grace
+
+
+def resolve_storage(url: str | None, study_name: str, workers: int = 1) -> str:
     url = url or os.environ.get("ROCKOPT_STORAGE")
     if url:
         return url
     STUDIES_DIR.mkdir(exist_ok=True)
-    return f"sqlite:///{STUDIES_DIR / study_name}.db"
+    db, journal = STUDIES_DIR / f"{study_name}.db", STUDIES_DIR / f"{study_name}.journal"
+    if db.is_file() or (workers <= 1 and not journal.is_file()):
+        return f"sqlite:///{db}"
+    return f"journal:///{journal}"
 
 
 def storage_kind(url: str) -> str:
-    if url.startswith("journal:") or url.endswith(".journal") or url.endswith(".log"):
+    if url.startswith("journal:") or url.endswith(".journal"):
         return "journal"
     return url.split(":", 1)[0].split("+", 1)[0]
 
 
 def journal_path(url: str) -> Path:
-    return Path(url.removeprefix("journal:///").removeprefix("journal://").removeprefix("journal:"))
+    for prefix in ("journal:///", "journal://", "journal:"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix) :])
+    return Path(url)
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    if storage_kind(url) == "journal":
+    kind = storage_kind(url)
+    if kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = journal_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    if storage_kind(url) == "sqlite":
+    if kind == "sqlite":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(url)
+    interval, grace = heartbeat_settings()
+    engine_kwargs = {"connect_args": {"timeout": 60}} if kind == "sqlite" else {"pool_pre_ping": True}
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=interval,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+        except IntegrityError:
+            # workers on several hosts creating the tables of an empty database at once: one wins, retry
+            time.sleep(0.5 + random.random() * (attempt + 1))
+        except (SQLAlchemyError, ImportError, ValueError) as e:  # driver or connection: one line, never the password
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"cannot open storage {mask_url(url)}: {mask_url(first)}") from None
+    raise ConfigError(f"cannot open storage {mask_url(url)}: its tables could not be created")
 
 
 def exists_in(url: str, study_name: str) -> bool:

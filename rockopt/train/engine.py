@@ -356,7 +356,7 @@ def fit(
 def _save_checkpoint(path: Path, model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1) -> None:
     """Everything needed to continue or to predict: weights, optimizer, schedule, sampler, config."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save(
         {
             "model": model.state_dict(),

@@ -21,7 +21,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _custom_factory(spec: str):
+    import sys
+
     module_name, _, fn_name = spec.partition(":")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))  # a models.py beside the data works as it would with `python -m`
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

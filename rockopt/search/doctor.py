@@ -1,0 +1,107 @@
+"""`rockopt doctor`: trials and MLflow runs left RUNNING by a crashed or killed worker, and their repair.
+
+A trial is stuck when its worker is gone: a process on this host that no longer exists, or,
+on a database storage, a worker whose heartbeat stopped for longer than the grace period.
+Repair marks it FAIL and re-queues its parameters once (Optuna's RetryHeartbeatStaleTrialCallback,
+the same as a heartbeat failure). An MLflow run is stuck when it is RUNNING but its trial is
+not, or its worker is gone; repair ends it KILLED.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+
+from rockopt.tracking import client
+
+
+@dataclass
+class Diagnosis:
+    study: optuna.Study
+    stuck_trials: list[tuple[int, str]] = field(default_factory=list)  # (trial number, why)
+    stuck_runs: list[tuple[str, str, str]] = field(default_factory=list)  # (run id, run name, why)
+
+
+def _local_worker_gone(worker: str) -> bool:
+    """True when WORKER (`host:pid[:wN]`) ran on this host and its process no longer exists."""
+    parts = worker.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _heartbeat_stale(study: optuna.Study) -> set[int]:
+    storage = study._storage
+    if not (isinstance(storage, optuna.storages.BaseStorage) and getattr(storage, "is_heartbeat_enabled", lambda: False)()):
+        return set()
+    # Optuna fails these itself (fail_stale_trials) but offers no public way to list them first
+    ids = set(storage._get_stale_trial_ids(study._study_id))
+    return {t.number for t in study.get_trials(deepcopy=False) if t._trial_id in ids}
+
+
+def diagnose(study: optuna.Study) -> Diagnosis:
+    d = Diagnosis(study)
+    stale = _heartbeat_stale(study)
+    running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    for n, t in running.items():
+        worker = t.user_attrs.get("worker", "")
+        if _local_worker_gone(worker):
+            d.stuck_trials.append((n, f"worker {worker} is gone"))
+        elif n in stale:
+            d.stuck_trials.append((n, f"no heartbeat from {worker or 'its worker'} within the grace period"))
+    stuck = {n for n, _ in d.stuck_trials}
+    mlflow = client()
+    exp = mlflow.get_experiment_by_name(study.study_name)
+    if exp is None:
+        return d
+    for run in mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        worker = tags.get("rockopt.worker", "")
+        if "trial_number" in tags:
+            n = int(tags["trial_number"])
+            if n not in running:
+                d.stuck_runs.append((run.info.run_id, run.info.run_name, f"trial {n} is no longer running"))
+            elif n in stuck:
+                d.stuck_runs.append((run.info.run_id, run.info.run_name, f"trial {n} is stuck"))
+        elif _local_worker_gone(worker):
+            d.stuck_runs.append((run.info.run_id, run.info.run_name, f"worker {worker} is gone"))
+    return d
+
+
+def repair(d: Diagnosis) -> None:
+    """Fail stuck trials (re-queued once with their parameters) and end stuck runs KILLED."""
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    for n, _ in d.stuck_trials:
+        d.study.tell(n, state=TrialState.FAIL)
+        retry(d.study, d.study.trials[n])
+    mlflow = client()
+    for run_id, _, why in d.stuck_runs:
+        mlflow.set_tag(run_id, "rockopt.repaired", f"doctor: {why}")
+        mlflow.set_terminated(run_id, status="KILLED")
+
+
+def repair_gone_local_workers(study: optuna.Study) -> list[int]:
+    """At the start of a search: trials of workers of this host that died are failed and re-queued.
+
+    A database storage's heartbeat does the same for every host; a journal file has none.
+    """
+    d = Diagnosis(study)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _local_worker_gone(t.user_attrs.get("worker", "")):
+            d.stuck_trials.append((t.number, "worker gone"))
+    if d.stuck_trials:
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+        for n, _ in d.stuck_trials:
+            study.tell(n, state=TrialState.FAIL)
+            retry(study, study.trials[n])
+    return [n for n, _ in d.stuck_trials]
