@@ -70,11 +70,13 @@ def _launch_workers(study, data, n_trials, timeout, storage, study_name, sets, w
     from rockopt.search.storage import describe_storage, open_storage, resolve_storage
     from rockopt.search.study_file import load_study_file
     from rockopt.search.workers import launch
+    from rockopt.tracking import experiment_id
 
     spec, source = load_study_file(study, fixed_overrides=None)  # fail here, once, on a bad file
     name = study_name or source.stem
     url = resolve_storage(storage, name, workers)
     open_storage(url)  # create the tables once, before the workers race for them
+    experiment_id(name)  # the same for the MLflow store and the study's experiment
     total = n_trials if n_trials is not None else spec.budget.n_trials
     args = ["--study", str(study), "--study-name", name, "-q"]
     if data is not None:

@@ -126,6 +126,20 @@ def _log_plots(study: optuna.Study, run: Run, notes: list[str]) -> None:
             run.log_artifact(path, "plots")
 
 
+def _worker_seed(seed: int, trials_so_far: int, kind: str) -> int:
+    """The study's sampler seed, moved by the worker number, the host (for a shared database)
+    and the trials already run: workers starting together, or a resumed search, must not
+    propose the very same trials again. The first worker of a new study keeps the seed."""
+    import os
+    import socket
+    import zlib
+
+    offset = trials_so_far + int(os.environ.get("ROCKOPT_WORKER", "0") or 0)
+    if kind not in ("sqlite", "journal"):
+        offset += zlib.crc32(socket.gethostname().encode()) % 10007 if os.environ.get("ROCKOPT_WORKER") else 0
+    return seed + offset
+
+
 def worker_id() -> str:
     """`host:pid`, with the launcher's worker number when there is one: who runs a trial."""
     import os
@@ -172,6 +186,8 @@ def run_search(
     n_trials = n_trials if n_trials is not None else spec.budget.n_trials
     timeout = timeout if timeout is not None else spec.budget.timeout
     sampler_settings = dict(spec.sampler.model_extra or {})
+    if sampler_settings.get("seed") is not None:
+        sampler_settings["seed"] = _worker_seed(int(sampler_settings["seed"]), len(ostudy.trials), storage_kind(url))
     pruner_settings = dict(spec.pruner.model_extra or {})
     ostudy.sampler = factories.create_sampler(spec.sampler.name, sampler_settings)
     ostudy.pruner = factories.create_pruner(spec.pruner.name, pruner_settings)
