@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rockopt.errors import ConfigError
 
@@ -60,16 +60,29 @@ class TrainConfig(BaseModel):
     augment: Literal["seed", "light", "none"] = "seed"
     crop_scale: tuple[float, float] = (0.5, 1.0)
     val_tta: Literal["none", "flip", "d4"] = "none"
+    gpu_flips: bool = False  # random h/v flips on the device instead of in the loader workers
+
+    # image cache (`rockopt data cache`)
+    cache: Literal["auto", "build", "off"] = "auto"
+    cache_size: int | None = Field(None, ge=16)  # shorter side of cached images; None: any cache >= image_size
+    cache_dir: str | None = None  # default: $ROCKOPT_CACHE_DIR or ~/.cache/rockopt
 
     # runtime
     device: str = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
+    compile: bool = False  # torch.compile the model (pays off on a GPU for long trials)
     num_workers: int | None = Field(None, ge=0)
     deterministic: bool = False
     save_checkpoint: bool = True
     experiment: str = "rockopt-train"
     out_dir: str = "runs"
+
+    @field_validator("amp", "cache", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false; the user meant the choice "off"
+        return "off" if v is False else v
 
     @model_validator(mode="after")
     def _check_ranges(self) -> TrainConfig:

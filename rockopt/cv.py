@@ -90,10 +90,10 @@ def run_cv(
                 result = train_in_run(run, cfg, data, folds, k, fold_dir, progress=progress)
                 _, val = folds.split(k)
                 # the best epoch's checkpoint, with the member's TTA, on the fold's validation and the test images
-                val_logits, val_ok = predict_logits(result.checkpoint, [paths[i] for i in val], tta)
+                val_logits, val_ok = predict_logits(result.checkpoint, [paths[i] for i in val], tta, data_root=data.root)
                 np.savez(fold_dir / "oof.npz", index=val, logits=val_logits, ok=val_ok)
                 if has_test:
-                    test_logits, _ = predict_logits(result.checkpoint, test_paths, tta)
+                    test_logits, _ = predict_logits(result.checkpoint, test_paths, tta, data_root=data.root)
                     np.savez(fold_dir / "test.npz", logits=test_logits)
                 f1 = _macro_f1(val_logits, data.labels[val], len(data.classes))
                 run.log_metrics({"oof_fold_f1": f1}, step=k)

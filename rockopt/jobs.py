@@ -77,7 +77,14 @@ def train_in_run(
 
     result = fit(cfg, split, out_dir=run_dir, on_epoch=log_epoch, progress=progress)
     run.log_metrics({"best_val_f1": result.best_f1, "best_epoch": result.best_epoch}, step=result.best_epoch)
-    run.set_tags({"rockopt.run_dir": str(run_dir.resolve()), "rockopt.device": result.device, "rockopt.precision": result.precision})
+    run.set_tags(
+        {
+            "rockopt.run_dir": str(run_dir.resolve()),
+            "rockopt.device": result.device,
+            "rockopt.precision": result.precision,
+            "rockopt.images": result.images,
+        }
+    )
     run.log_artifacts(write_result_files(result, data.classes, run_dir))
     return result
 

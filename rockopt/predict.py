@@ -14,7 +14,7 @@ from rockopt.data.dataset import ImageDataset, seed_worker
 from rockopt.data.layout import read_test_csv, resolve_test_path
 from rockopt.data.transforms import build_eval_transform, tta_views
 from rockopt.errors import DataError, RockoptError
-from rockopt.train.engine import Normalize, load_checkpoint, resolve_device, resolve_workers
+from rockopt.train.engine import Normalize, image_reader, load_checkpoint, resolve_device, resolve_workers
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.precision import Precision
 
@@ -44,8 +44,13 @@ def find_predictor(model_dir: str | Path) -> Predictor:
 
 
 @torch.no_grad()
-def predict_logits(checkpoint: str | Path, paths: list[str], tta: str = "none", batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(
+    checkpoint: str | Path, paths: list[str], tta: str = "none", batch_size: int | None = None, data_root: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits (mean over TTA views) of one checkpoint for PATHS; also a mask of the rows that could be read.
+
+    With DATA_ROOT (the data set PATHS belong to), images come from its image cache where the
+    checkpoint's settings would have used it in training.
 
     Unreadable images get zero logits (a uniform prediction) and mask False.
     """
@@ -60,9 +65,17 @@ def predict_logits(checkpoint: str | Path, paths: list[str], tta: str = "none", 
     views = tta_views(tta)
     bs = batch_size or 2 * cfg.batch_size
     workers = resolve_workers(cfg.num_workers)
-    ds = ImageDataset(paths, None, build_eval_transform(cfg.image_size))
+    reader = image_reader(cfg.model_copy(update={"cache": "auto"} if cfg.cache == "build" else {}), paths, str(data_root)) if data_root else None
+    ds = ImageDataset(paths, None, build_eval_transform(cfg.image_size), reader=reader)
     chunks = [list(range(i, min(i + bs, len(ds)))) for i in range(0, len(ds), bs)]
-    loader = DataLoader(ds, batch_size=None, sampler=chunks, num_workers=workers, worker_init_fn=seed_worker if workers else None)
+    loader = DataLoader(
+        ds,
+        batch_size=None,
+        sampler=chunks,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=seed_worker if workers else None,
+    )
     out = np.zeros((len(paths), len(state["classes"])), dtype=np.float32)
     ok = np.zeros(len(paths), dtype=bool)
     for chunk in loader:
@@ -128,6 +141,6 @@ def predict_dir(model_dir: str | Path, data_root: str | Path, tta: str = "none")
     ids, paths = test_images(data_root)
     total = None
     for ckpt in p.checkpoints:
-        logits, _ = predict_logits(ckpt, paths, tta)
+        logits, _ = predict_logits(ckpt, paths, tta, data_root=data_root)
         total = logits if total is None else total + logits
     return ids, total / len(p.checkpoints), p.classes

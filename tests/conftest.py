@@ -40,6 +40,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     """Every test runs in its own directory with its own MLflow store."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("ROCKOPT_CACHE_DIR", str(tmp_path / "image-cache"))
     return tmp_path
 
 

@@ -68,6 +68,34 @@ def check(
     out.print("[green]ok")
 
 
+@app.command("cache")
+def cache(
+    data: Annotated[Path, typer.Option("--data", help="Data set directory.")],
+    size: Annotated[int, typer.Option("--size", help="Shorter side of the cached images, in pixels (aspect kept, never enlarged).")] = 256,
+    cache_dir: Annotated[Path | None, typer.Option(help="Where caches live (default: $ROCKOPT_CACHE_DIR or ~/.cache/rockopt).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes (default: one per core).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decode every training and test image once into a memory-mapped cache at SIZE px.
+
+    `train`, `search`, `cv` and `predict` then read the cache instead of the files (settings
+    `cache`, `cache_size`). Interrupted builds resume; a changed data set gets a new cache.
+    """
+    from rockopt.data.cache import build_cache
+    from rockopt.data.layout import scan_train
+
+    scan_train(data)  # a bad layout gets its one-line error before any work
+    r = build_cache(data, size, cache_dir=cache_dir, workers=workers, progress=not quiet)
+    out = console()
+    nbytes = sum(f.stat().st_size for f in r.cache.path.glob("shard-*.u8"))
+    what = "already complete" if not r.built else f"{r.built} images decoded in {r.seconds:.1f} s"
+    if r.reused and r.built:
+        what += f", {r.reused} kept from an interrupted build"
+    out.print(f"{r.cache.path}: {len(r.cache)} images at {size} px, {nbytes / 2**20:.1f} MiB ({what})", markup=False)
+    if r.unreadable:
+        out.print(f"[yellow]{len(r.unreadable)} unreadable image(s) not cached (training skips them), e.g. {r.unreadable[0]}")
+
+
 @app.command("demo")
 def demo_data(
     out: Annotated[Path, typer.Option("--out", help="Where to write the generated data set.")] = Path("runs/demo-data"),

@@ -51,6 +51,6 @@ def train(
         result, run_id, run_dir = train_tracked(cfg, dataset, folds, k, on_epoch=show, progress=not quiet)
         out.print(
             f"fold {k}: best val macro-F1 {result.best_f1:.4f} at epoch {result.best_epoch}  "
-            f"run {run_id}  dir {run_dir}",
+            f"run {run_id}  dir {run_dir}  images from {result.images}",
             highlight=False,
         )

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from rockopt.data.images import decode_rgb
+from rockopt.data.readers import FileReader
 from rockopt.errors import UnreadableImage
 
 log = logging.getLogger(__name__)
@@ -22,16 +22,18 @@ log = logging.getLogger(__name__)
 class ImageDataset(Dataset):
     """RGB uint8 images (NCHW, channels-last in memory) with their labels and sample indices."""
 
-    def __init__(self, paths: Sequence[str], labels: np.ndarray | None, transform):
+    def __init__(self, paths: Sequence[str], labels: np.ndarray | None, transform, reader=None):
+        """READER(i) -> HxWx3 uint8 of sample i: the files (default) or the image cache (`open_reader`)."""
         self.paths = list(paths)
         self.labels = np.full(len(self.paths), -1, dtype=np.int64) if labels is None else np.asarray(labels)
         self.transform = transform
+        self.read = reader or FileReader(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def load(self, i: int) -> np.ndarray:
-        return self.transform(image=decode_rgb(self.paths[i]))["image"]
+        return self.transform(image=self.read(i))["image"]
 
     def __getitem__(self, chunk: Sequence[int]) -> dict[str, torch.Tensor]:
         images, kept, skipped = [], [], []

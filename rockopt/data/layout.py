@@ -7,6 +7,7 @@ folds, logits and blends are aligned by it.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,4 +93,5 @@ def read_test_csv(root: str | Path):
 
 def resolve_test_path(root: Path, img_path: str) -> Path:
     """test.csv paths are relative to the data directory (`./test/TEST_00000.jpg`)."""
-    return (root / img_path).resolve() if not Path(img_path).is_absolute() else Path(img_path)
+    # normpath, not resolve: the same spelling as training paths, for the image cache's lookups
+    return Path(os.path.normpath(root / img_path)) if not Path(img_path).is_absolute() else Path(img_path)

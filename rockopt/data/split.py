@@ -21,6 +21,7 @@ class Split:
     fold: int
     data_fingerprint: str
     folds_fingerprint: str
+    data_root: str = "."  # the data set's directory, where the image cache is looked up
 
 
 def make_split(data: TrainSet, folds: Folds, fold: int) -> Split:
@@ -36,6 +37,7 @@ def make_split(data: TrainSet, folds: Folds, fold: int) -> Split:
         fold=fold,
         data_fingerprint=data.fingerprint,
         folds_fingerprint=folds.fingerprint,
+        data_root=str(data.root),
     )
 
 

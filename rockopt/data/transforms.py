@@ -53,42 +53,57 @@ def center_square(img: np.ndarray, side: int) -> np.ndarray:
     return img[top : top + side, left : left + side]
 
 
-def _seed(size: int, crop_scale: tuple[float, float]) -> list[A.BasicTransform]:
+def _flips() -> list[A.BasicTransform]:
+    return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+
+
+def _seed(size: int, crop_scale: tuple[float, float], flips: bool = True) -> list[A.BasicTransform]:
     return [
         RandomSizedCenterCrop(scale=crop_scale),
         A.Resize(size, size, interpolation=cv2.INTER_AREA),
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
+        *(_flips() if flips else []),
         A.CLAHE(clip_limit=2.0, p=0.5),
         A.GaussNoise(std_range=(0.02, 0.08), p=0.3),
     ]
 
 
-def _light(size: int, crop_scale: tuple[float, float]) -> list[A.BasicTransform]:
-    return [
-        A.RandomResizedCrop(size=(size, size), scale=(0.35, 1.0)),
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-    ]
+def _light(size: int, crop_scale: tuple[float, float], flips: bool = True) -> list[A.BasicTransform]:
+    return [A.RandomResizedCrop(size=(size, size), scale=(0.35, 1.0)), *(_flips() if flips else [])]
 
 
-def _eval(size: int, crop_scale: tuple[float, float] = (1.0, 1.0)) -> list[A.BasicTransform]:
+def _eval(size: int, crop_scale: tuple[float, float] = (1.0, 1.0), flips: bool = False) -> list[A.BasicTransform]:
     # deterministic: the largest centre square, resized; no random crop in validation
     return [A.SmallestMaxSize(max_size=size, interpolation=cv2.INTER_AREA), A.CenterCrop(size, size)]
 
 
-PRESETS: dict[str, Callable[[int, tuple[float, float]], list[A.BasicTransform]]] = {
+PRESETS: dict[str, Callable[[int, tuple[float, float], bool], list[A.BasicTransform]]] = {
     "seed": _seed,
     "light": _light,
     "none": _eval,
 }
 
 
-def build_transform(name: str, size: int, crop_scale: tuple[float, float] = (0.5, 1.0), seed: int | None = None) -> A.Compose:
-    """A training preset by name: 'seed', 'light' or 'none' (the evaluation transform)."""
+def build_transform(
+    name: str, size: int, crop_scale: tuple[float, float] = (0.5, 1.0), seed: int | None = None, flips: bool = True
+) -> A.Compose:
+    """A training preset by name: 'seed', 'light' or 'none' (the evaluation transform).
+
+    FLIPS=False leaves the preset's flips out, for a loop that flips on the device (`random_flips`).
+    """
     if name not in PRESETS:
         raise KeyError(f"unknown augmentation preset '{name}'; choose from {sorted(PRESETS)}")
-    return A.Compose(PRESETS[name](size, tuple(crop_scale)), seed=seed)
+    return A.Compose(PRESETS[name](size, tuple(crop_scale), flips), seed=seed)
+
+
+def random_flips(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flip each image of an NCHW batch horizontally and vertically, each with probability 1/2.
+
+    On the device: two masked selects per batch instead of two array copies per image in a
+    loader worker. Which images flip is drawn on the CPU (no device sync) and copied over.
+    """
+    h, v = (torch.rand(2, x.shape[0], 1, 1, 1, generator=generator) < 0.5).to(x.device, non_blocking=True).unbind(0)
+    x = torch.where(h, x.flip(-1), x)
+    return torch.where(v, x.flip(-2), x)
 
 
 def build_eval_transform(size: int) -> A.Compose:

@@ -22,10 +22,11 @@ from torch.utils.data import DataLoader
 
 from rockopt.config import TrainConfig
 from rockopt.data.dataset import ImageDataset, seed_worker
+from rockopt.data.readers import open_reader
 from rockopt.data.samplers import create_sampler
 from rockopt.data.split import Split
 from rockopt.data.stream import TrainStream
-from rockopt.data.transforms import build_eval_transform, build_transform, tta_views
+from rockopt.data.transforms import build_eval_transform, build_transform, random_flips, tta_views
 from rockopt.errors import ConfigError, RockoptError
 from rockopt.train.metrics import confusion_matrix, f1_per_class
 from rockopt.train.model import create_model, normalization, to_device
@@ -78,6 +79,7 @@ class FitResult:
     skipped_paths: list[str] = field(default_factory=list)
     device: str = "cpu"
     precision: str = "fp32"
+    images: str = "image files"  # where the training pixels came from: the files or the image cache
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,11 +95,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_workers(n: int | None) -> int:
-    """Loader worker processes: the setting, or one per spare core (at most 8)."""
+    """Loader worker processes: the setting, or one per core but the training process's (at most 16)."""
     if n is not None:
         return n
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores - 1))
+    return max(0, min(16, cores - 1))
+
+
+def image_reader(cfg: TrainConfig, paths: list[str], data_root: str, progress: bool = False):
+    """The files or the image cache, as the config's `cache`, `cache_size` and `cache_dir` say."""
+    return open_reader(
+        paths, data_root, mode=cfg.cache, size=cfg.cache_size, image_size=cfg.image_size, cache_dir=cfg.cache_dir, progress=progress
+    )
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -213,10 +222,19 @@ def fit(
     )
     model = to_device(model, device, cfg.channels_last)
     norm = Normalize(*normalization(model), device, cfg.channels_last)
+    net = torch.compile(model) if cfg.compile else model  # `model` keeps the plain state_dict keys
 
-    # data
-    train_ds = ImageDataset(split.train_paths, split.train_labels, build_transform(cfg.augment, cfg.image_size, cfg.crop_scale, seed=cfg.seed))
-    val_ds = ImageDataset(split.val_paths, split.val_labels, build_eval_transform(cfg.image_size))
+    # data: the image files, or their decoded copies in the image cache
+    train_ds = ImageDataset(
+        split.train_paths,
+        split.train_labels,
+        build_transform(cfg.augment, cfg.image_size, cfg.crop_scale, seed=cfg.seed, flips=not cfg.gpu_flips),
+        reader=image_reader(cfg, split.train_paths, split.data_root, progress=progress is True),
+    )
+    val_ds = ImageDataset(
+        split.val_paths, split.val_labels, build_eval_transform(cfg.image_size), reader=image_reader(cfg, split.val_paths, split.data_root)
+    )
+    flip_gen = torch.Generator().manual_seed(cfg.seed) if cfg.gpu_flips else None
     effective = cfg.batch_size * cfg.accumulation_steps
     try:
         sampler = create_sampler(
@@ -283,8 +301,10 @@ def fit(
                     if mb["image"] is None:
                         continue
                     x, y = norm(mb["image"]), mb["label"].to(device, non_blocking=True)
+                    if flip_gen is not None:
+                        x = random_flips(x, flip_gen)
                     with precision.autocast():
-                        logits = model(x)
+                        logits = net(x)
                     losses = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=cfg.label_smoothing)
                     precision.backward(losses.sum() / n_step)  # mean over the effective batch
                     loss_sum += losses.detach().sum()
@@ -313,7 +333,7 @@ def fit(
             if not np.isfinite(train_loss):
                 raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch}; try a lower lr")
             train_seconds = time.perf_counter() - t0
-            ev = evaluate(model, val_loader, norm, precision, num_classes, cfg.val_tta)
+            ev = evaluate(net, val_loader, norm, precision, num_classes, cfg.val_tta)
             val_skipped.update(ev.skipped)
             class_f1 = f1_per_class(ev.confusion)
             result = EpochResult(
@@ -350,6 +370,7 @@ def fit(
         skipped_paths=skipped_paths,
         device=str(device),
         precision=precision.name,
+        images=train_ds.read.describe(),
     )
 
 

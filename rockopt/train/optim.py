@@ -14,7 +14,9 @@ def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float
 
     if name not in ("adamw", "adam"):
         raise KeyError(f"unknown optimizer '{name}'; choose from ['adam', 'adamw']")
-    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay)
+    # the fused kernels: one launch per step for all parameters, where they live on CUDA
+    fused = {"fused": True} if all(p.is_cuda for p in model.parameters()) else {}
+    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, **fused)
 
 
 class Schedule:
