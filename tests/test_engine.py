@@ -51,3 +51,33 @@ def test_on_epoch_can_stop_a_run(demo_data, tmp_path):
     except Stop:
         pass
     assert seen == [1]
+
+
+def test_compile_wraps_the_model_and_checkpoints_keep_plain_keys(demo_data, tmp_path, monkeypatch):
+    """`compile: true` trains through torch.compile's module; best.pt stays loadable without it.
+
+    torch.compile itself takes a minute on the CPU, so a wrapper with the same key prefix
+    (`_orig_mod.`) stands in for it here.
+    """
+    import torch
+
+    from rockopt.train.engine import load_checkpoint
+
+    compiled = []
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self._orig_mod = m
+
+        def forward(self, x):
+            compiled.append(x.shape[0])
+            return self._orig_mod(x)
+
+    monkeypatch.setattr(torch, "compile", Compiled)
+    split = _split(demo_data, tmp_path)
+    cfg = load_config(None, {**TINY, "compile": True, "gpu_flips": True})
+    fit(cfg, split, out_dir=tmp_path / "run", progress=False)
+    assert sum(compiled) >= len(split.train_paths) // TINY["batch_size"] * TINY["batch_size"] + len(split.val_paths)
+    keys = load_checkpoint(tmp_path / "run" / "best.pt")["model"].keys()
+    assert keys and not any(k.startswith("_orig_mod") for k in keys)

@@ -22,7 +22,7 @@ from rockopt.search.objective import Objective
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file
 from rockopt.tracking import Run, temp_dir
-from rockopt.train.engine import progress_display
+from rockopt.train.engine import image_reader, progress_display
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,8 @@ def run_search(
     STUDIES_DIR.mkdir(exist_ok=True)
     dataset, folds = prepare_data(cfg0, folds_file=STUDIES_DIR / f"{name}.folds.csv")
     check_fold(folds, cfg0.fold)
+    if cfg0.cache == "build":  # once, with its own progress bar, before the trials ask for it
+        image_reader(cfg0, dataset.abs_paths(), str(dataset.root), progress=progress)
     base["folds_file"] = str(folds.path.resolve())  # exported configs and `cv` reuse the study's folds
     base["experiment"] = name
 
