@@ -104,9 +104,8 @@ class ImageCache:
         self.size: int = plan["size"]
         self.shard_size: int = plan["shard_size"]
         self.rels: list[str] = plan["rels"]
-        self.stats: list[list[int]] = plan["stats"]
+        self.stats = np.asarray(plan["stats"], dtype=np.int64).reshape(-1, 2)  # bytes, mtime (ns)
         self.index = np.load(path / "index.npy")  # (n, 3): offset, height, width
-        self._row = {rel: i for i, rel in enumerate(self.rels)}
         self._shards: dict[int, np.memmap] = {}
         self._pid = os.getpid()
 
@@ -119,13 +118,14 @@ class ImageCache:
 
     def rows(self, rels: Sequence[str]) -> np.ndarray:
         """Row of each relative path; -1 where the cache does not hold it."""
-        return np.asarray([self._row.get(r, -1) for r in rels], dtype=np.int64)
+        row = {rel: i for i, rel in enumerate(self.rels)}  # not kept: loader workers would inherit it
+        return np.asarray([row.get(r, -1) for r in rels], dtype=np.int64)
 
     def stale(self, root: Path, rows: np.ndarray) -> list[str]:
         """Relative paths among ROWS whose file changed (bytes or mtime) since the cache was built."""
         rels = [self.rels[i] for i in rows]
-        now = stat_images(root, rels)
-        return [rel for rel, i, st in zip(rels, rows, now) if self.stats[i] != st]
+        now = np.asarray(stat_images(root, rels), dtype=np.int64).reshape(-1, 2)
+        return [rels[k] for k in np.flatnonzero((now != self.stats[rows]).any(axis=1))]
 
     def image(self, row: int) -> np.ndarray:
         offset, h, w = (int(v) for v in self.index[row])
