@@ -45,6 +45,14 @@ def make_photo_data(root: str | Path, n: int, size: tuple[int, int] = (1440, 108
     return root
 
 
+def work_dir(path: Path) -> Path:
+    """PATH made and resolved; MLflow runs of the benchmark go to a SQLite store inside it."""
+    path.mkdir(parents=True, exist_ok=True)
+    work = path.resolve()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    return work
+
+
 def machine() -> str:
     """One line naming the machine the figures were measured on."""
     import torch

@@ -11,14 +11,13 @@ their trial).
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 from pathlib import Path
 
 import yaml
 
-from _common import machine
+from _common import machine, work_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,9 +47,7 @@ def main() -> None:
     ap.add_argument("--n-trials", type=int, default=20)
     ap.add_argument("--work", type=Path, default=Path("runs/bench-memory"))
     a = ap.parse_args()
-    a.work.mkdir(parents=True, exist_ok=True)
-    work = a.work.resolve()
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    work = work_dir(a.work)
 
     import optuna
 

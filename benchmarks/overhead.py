@@ -9,13 +9,12 @@ Goal: wall-time ratio <= 1.03.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import yaml
 
-from _common import machine
+from _common import machine, work_dir
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = {
@@ -73,9 +72,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("runs/bench-overhead"))
     a = ap.parse_args()
-    a.work.mkdir(parents=True, exist_ok=True)
-    work = a.work.resolve()
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    work = work_dir(a.work)
     data = a.data.resolve()
     print(f"machine: {machine()}")
     print(f"configuration: {SETTINGS} on {data}, fold 0")

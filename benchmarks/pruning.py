@@ -10,13 +10,12 @@ for at most a third of its epochs.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import yaml
 
-from _common import machine
+from _common import machine, work_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,9 +45,7 @@ def main() -> None:
 
     import optuna
 
-    a.work.mkdir(parents=True, exist_ok=True)
-    work = a.work.resolve()
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    work = work_dir(a.work)
     from rockopt.search.runner import run_search
 
     print(f"machine: {machine()}")

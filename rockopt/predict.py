@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from rockopt.config import build_config, load_config
-from rockopt.data.dataset import ImageDataset, seed_worker
+from rockopt.data.dataset import ImageDataset
 from rockopt.data.layout import read_test_csv, resolve_test_path
 from rockopt.data.transforms import build_eval_transform, tta_views
 from rockopt.errors import DataError, RockoptError
-from rockopt.train.engine import Normalize, image_reader, load_checkpoint, resolve_device, resolve_workers
+from rockopt.train.engine import Normalize, eval_loader, image_reader, load_checkpoint, resolve_device, resolve_workers
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.precision import Precision
 
@@ -67,15 +66,7 @@ def predict_logits(
     workers = resolve_workers(cfg.num_workers)
     reader = image_reader(cfg.model_copy(update={"cache": "auto"} if cfg.cache == "build" else {}), paths, str(data_root)) if data_root else None
     ds = ImageDataset(paths, None, build_eval_transform(cfg.image_size), reader=reader)
-    chunks = [list(range(i, min(i + bs, len(ds)))) for i in range(0, len(ds), bs)]
-    loader = DataLoader(
-        ds,
-        batch_size=None,
-        sampler=chunks,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=seed_worker if workers else None,
-    )
+    loader = eval_loader(ds, bs, workers, device)
     out = np.zeros((len(paths), len(state["classes"])), dtype=np.float32)
     ok = np.zeros(len(paths), dtype=bool)
     for chunk in loader:

@@ -197,6 +197,20 @@ def _epoch_task(progress, total: int):
         progress.remove_task(task)
 
 
+def eval_loader(ds: ImageDataset, batch_size: int, workers: int, device: torch.device, persistent: bool = False) -> DataLoader:
+    """Fixed-order batches of DS for evaluation and prediction (whole chunks, so a batch keeps its indices)."""
+    chunks = [list(range(i, min(i + batch_size, len(ds)))) for i in range(0, len(ds), batch_size)]
+    return DataLoader(
+        ds,
+        batch_size=None,
+        sampler=chunks,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=persistent and workers > 0,
+        worker_init_fn=seed_worker if workers else None,
+    )
+
+
 def fit(
     cfg: TrainConfig,
     split: Split,
@@ -253,16 +267,7 @@ def fit(
         pin_memory=device.type == "cuda",
         seed=cfg.seed,
     )
-    eval_chunks = [list(range(i, min(i + 2 * cfg.batch_size, len(val_ds)))) for i in range(0, len(val_ds), 2 * cfg.batch_size)]
-    val_loader = DataLoader(
-        val_ds,
-        batch_size=None,
-        sampler=eval_chunks,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        worker_init_fn=seed_worker if workers else None,
-    )
+    val_loader = eval_loader(val_ds, 2 * cfg.batch_size, workers, device, persistent=True)
 
     # optimizer and schedule
     optimizer = create_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
