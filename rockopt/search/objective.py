@@ -77,7 +77,8 @@ class Objective:
             nonlocal epochs_run
             epochs_run = res.epoch
             trial.report(self._value(res), res.epoch)
-            if trial.should_prune():
+            # after the last epoch pruning saves nothing: the trial is complete, its value counts
+            if res.epoch < self.spec.budget.max_epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {res.epoch}")
 
         def finish(state: str, status: str | None = None, **extra_tags: Any) -> None:
