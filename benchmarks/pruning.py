@@ -4,7 +4,7 @@ Prints, for each run, the epochs trained over all trials, the best validation ma
 the wall time. Goal: with the pruner, the best value within 1 point of the unpruned run's,
 for at most a third of its epochs.
 
-    python benchmarks/pruning.py [--study benchmarks/pruning.yaml] [--n-trials 12]
+    python benchmarks/pruning.py [--study benchmarks/pruning.yaml] [--n-trials N]
 """
 
 from __future__ import annotations
