@@ -58,7 +58,7 @@ def interrupt(num_classes: int) -> nn.Module:
 
 
 def slow_when_asked(num_classes: int) -> nn.Module:
-    """tiny_cnn, but 0.3 s a batch when ROCKOPT_TEST_SLOW is set: a trial long enough to kill."""
+    """tiny_cnn, but 1 s a batch when ROCKOPT_TEST_SLOW is set: a trial of several seconds, long enough to kill."""
     import os
     import time
 
@@ -67,7 +67,7 @@ def slow_when_asked(num_classes: int) -> nn.Module:
         plain = model.forward
 
         def forward(x):
-            time.sleep(0.3)
+            time.sleep(1.0)
             return plain(x)
 
         model.forward = forward

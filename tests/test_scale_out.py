@@ -171,7 +171,7 @@ def test_a_killed_worker_trial_fails_is_retried_and_doctor_repairs_its_run(study
     else:
         worker.kill()
         pytest.fail("trial 1 never started")
-    time.sleep(1.0)
+    time.sleep(0.2)  # the trial has several seconds of batches left
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     killed_run = optuna.load_study(study_name="tiny", storage=url).trials[1].user_attrs["mlflow_run_id"]
