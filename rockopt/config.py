@@ -100,9 +100,19 @@ class TrainConfig(BaseModel):
 
 FIELDS = tuple(TrainConfig.model_fields)
 
+# Settings that change how a run runs, not what it learns: a resumed study takes new values
+# of these; any other setting would make its new trials incomparable with the old ones.
+RUNTIME_KEYS = frozenset(
+    {
+        "device", "amp", "channels_last", "compile", "num_workers", "deterministic", "gpu_flips",
+        "hnm_lookahead", "cache", "cache_size", "cache_dir", "save_checkpoint", "out_dir",
+    }
+)  # fmt: skip
+
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    """`key=value` strings from the command line; values are read as YAML (3, 0.1, true, [1, 2])."""
+    """`key=value` strings from the command line, in the order typed (the last value of a key wins);
+    values are read as YAML (3, 0.1, true, [1, 2])."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -112,6 +122,7 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
+        out.pop(key.strip(), None)  # keep the order of the last mention
         out[key.strip()] = _number(value)
     return out
 

@@ -20,6 +20,9 @@ from rockopt.train.engine import EpochResult, FitResult, fit
 from rockopt.tracking import Run, confusion_png
 
 
+CLASS_F1_TABLE = "val_f1_per_class.json"
+
+
 def prepare_data(cfg: TrainConfig, folds_file: str | Path | None = None) -> tuple[TrainSet, Folds]:
     """Scan the data set and load (or write) its folds file: FOLDS_FILE, the config's, or the default."""
     if not cfg.data:
@@ -70,13 +73,20 @@ def train_in_run(
     run.log_params({k: v for k, v in cfg.flat().items() if k not in omit_params})
     run.log_artifact(dump_config(cfg, run_dir / "config.yaml"))
 
+    best = {"best_val_f1": -1.0, "best_epoch": 0}
+
     def log_epoch(res: EpochResult) -> None:
-        run.log_metrics(res.metrics(data.classes), step=res.epoch)
+        # the best so far at every epoch: a run stopped early (pruned, failed, killed) still
+        # shows the value it reached, where the MLflow UI sorts and plots it
+        if res.val_f1 > best["best_val_f1"]:
+            best.update(best_val_f1=res.val_f1, best_epoch=res.epoch)
+        run.log_metrics({**res.metrics(), **best}, step=res.epoch)
+        # per-class F1 as one table (epoch, class, f1), not one chart per class
+        run.log_table({"epoch": [res.epoch] * len(data.classes), "class": list(data.classes), "f1": [float(f) for f in res.class_f1]}, CLASS_F1_TABLE)
         if on_epoch:
             on_epoch(res)
 
     result = fit(cfg, split, out_dir=run_dir, on_epoch=log_epoch, progress=progress)
-    run.log_metrics({"best_val_f1": result.best_f1, "best_epoch": result.best_epoch}, step=result.best_epoch)
     run.set_tags(
         {
             "rockopt.run_dir": str(run_dir.resolve()),

@@ -44,36 +44,64 @@ def tracking_uri() -> str:
     return f"sqlite:///{DEFAULT_DIR / 'mlflow.db'}"
 
 
+_READY: set[str] = set()  # SQLite stores this process has seen created
+
+
 def client():
     import logging
 
     from mlflow.tracking import MlflowClient
 
-    # MLflow announces its database migrations at INFO on every new store
+    # MLflow announces its database migrations at INFO on every new store, and draws a bar for
+    # each artifact it reads back (log_table appends to a table it downloads): not on our output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-    return MlflowClient(tracking_uri())
+    uri = tracking_uri()
+    if uri in _READY or not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    # two commands starting together on a new SQLite store would both create its tables
+    # ("table ... already exists"): the first to take the lock creates them, the other waits
+    from filelock import FileLock
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.rockopt.lock", timeout=300):
+        c = MlflowClient(uri)
+        c.search_experiments(max_results=1)  # the store (and its tables) is made on first use
+    _READY.add(uri)
+    return c
 
 
-def experiment_id(name: str, mlflow_client=None) -> str:
-    """The id of experiment NAME, created (with artifacts under mlruns/artifacts) if missing."""
+# the MLflow 3 UI opens a model-training experiment on its runs, not on its GenAI views
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def experiment_id(name: str, mlflow_client=None, description: str | None = None) -> str:
+    """The id of experiment NAME, created (with artifacts under mlruns/artifacts) if missing,
+    marked as a model-training experiment; `description` becomes its description."""
     from mlflow.exceptions import MlflowException
 
     c = mlflow_client or client()
+    wanted = dict(EXPERIMENT_KIND)
+    if description:
+        wanted["mlflow.note.content"] = description
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        location = (DEFAULT_DIR / "artifacts").resolve().as_uri()
-    try:
-        return c.create_experiment(name, artifact_location=location)
-    except MlflowException:  # another process created it first
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        location = None
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            location = (DEFAULT_DIR / "artifacts").resolve().as_uri()
+        try:
+            return c.create_experiment(name, artifact_location=location, tags=wanted)
+        except MlflowException:  # another process created it first
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    for key, value in wanted.items():
+        if exp.tags.get(key) != value:
+            c.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
 
 
 def git_commit() -> str | None:
@@ -133,6 +161,10 @@ class Run:
         from mlflow.entities import RunTag
 
         self.client.log_batch(self.id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_table(self, data: Mapping[str, list], artifact_file: str) -> None:
+        """Rows appended to a JSON table artifact (MLflow's table view compares it across runs)."""
+        self.client.log_table(self.id, data=dict(data), artifact_file=artifact_file)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.id, str(path), artifact_path)

@@ -123,19 +123,20 @@ def test_study_prunes_fails_nests_and_resumes(run_cli, study_file, workdir):
     assert code == 0, err
 
 
-def test_a_trial_that_trained_its_whole_budget_is_not_pruned(run_cli, workdir, demo_data):
-    # the pruner may first act at epoch 2, the last one: the worse trial completes instead
+@pytest.mark.parametrize("max_epochs, extra", [(2, []), (3, ["--set", "epochs=2"])], ids=["budget", "set-epochs"])
+def test_a_trial_that_trained_its_whole_budget_is_not_pruned(run_cli, workdir, demo_data, max_epochs, extra):
+    # the pruner may first act at epoch 2, the trial's last one: the worse trial completes instead
     doc = {
         **STUDY,
         "data": {**STUDY["data"], "path": str(demo_data)},
-        "budget": {"n_trials": 2, "max_epochs": 2, "keep_checkpoints": 0},
+        "budget": {"n_trials": 2, "max_epochs": max_epochs, "keep_checkpoints": 0},
         "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 2},
     }
     path = workdir / "tiny.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     (workdir / "studies").mkdir()
     _enqueue(GOOD, {**UNIFORM, "backbone": "tests.custom_model:constant"})
-    code, out, err = run_cli("search", "--study", path, "-q")
+    code, out, err = run_cli("search", "--study", path, "-q", *extra)
     assert code == 0, err
     study = optuna.load_study(study_name="tiny", storage="sqlite:///studies/tiny.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]

@@ -106,10 +106,11 @@ def test_a_resumed_study_keeps_its_settings_and_says_the_file_changed(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     spec, path = load_study_file(_write(tmp_path, GOOD))
     notes: list[str] = []
-    _, kept = _open_study(spec, "s", url, path, notes)
-    assert notes == [] and kept == spec
+    _, kept, number = _open_study(spec, {}, "s", url, path, notes.append)
+    assert notes == [] and kept == spec and number == 0
     changed, _ = load_study_file(_write(tmp_path, _with(space__lr={"type": "float", "low": 1e-3, "high": 0.1}, budget__n_trials=9)))
-    _, kept = _open_study(changed, "s", url, path, notes)
+    _, kept, number = _open_study(changed, {}, "s", url, path, notes.append)
     assert len(notes) == 1 and "changed since study 's' was created" in notes[0]
+    assert number == 1  # each invocation its own number (and sampler seed)
     assert kept.space["lr"].high == 1e-2  # the study's own settings
     assert kept.budget.n_trials == 9  # but the budget is the caller's

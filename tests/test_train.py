@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from rockopt.config import TrainConfig, load_config
@@ -40,8 +43,15 @@ def test_one_epoch_on_rock25_is_tracked_in_mlflow(run_cli, rock25, workdir):
     history = client.get_metric_history(run.info.run_id, "val_f1")
     assert [m.step for m in history] == [1]
     assert 0.0 <= history[0].value <= 1.0
-    for key in ("train_loss", "val_loss", "lr", "val_f1_Basalt", "val_f1_Tuff", "skipped_images"):
+    for key in ("train_loss", "val_loss", "lr", "skipped_images", "best_val_f1", "best_epoch"):
         assert key in run.data.metrics, key
+    # per-class F1 is one table, not 25 charts
+    assert not [k for k in run.data.metrics if k.startswith("val_f1_")]
+    table = json.loads(Path(client.download_artifacts(run.info.run_id, "val_f1_per_class.json", str(workdir))).read_text())
+    rows = [dict(zip(table["columns"], r)) for r in table["data"]]
+    assert len(rows) == 25 and {r["epoch"] for r in rows} == {1}
+    assert {"Basalt", "Tuff"} <= {r["class"] for r in rows}
+    assert np.mean([r["f1"] for r in rows]) == pytest.approx(history[0].value)
 
     # tags: data fingerprint, fold, version
     tags = run.data.tags

@@ -29,10 +29,42 @@ app.command("demo")(demo.demo)
 app.command("ui")(ui.ui)
 
 
+SET_FLAGS = ("--set", "-s")
+
+
+def expand_sets(argv: list[str]) -> list[str]:
+    """`--set a=1 b=2 --set a=3` -> `--set a=1 --set b=2 --set a=3`.
+
+    Click collects repeated options apart from trailing words, so `key=value` words after a
+    `--set` would be read after every flag: expanding them keeps the order as typed, and the
+    last value of a key wins.
+    """
+    out: list[str] = []
+    chained = False
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in SET_FLAGS and i + 1 < len(argv):
+            out += ["--set", argv[i + 1]]
+            chained, i = True, i + 2
+            continue
+        if word.startswith("--set="):
+            out += ["--set", word.removeprefix("--set=")]
+            chained, i = True, i + 1
+            continue
+        if chained and "=" in word and not word.startswith("-"):
+            out += ["--set", word]
+        else:
+            chained = False
+            out.append(word)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. A RockoptError becomes one line on stderr and exit code 2 (ROCKOPT_DEBUG=1 shows the traceback)."""
     try:
-        app(args=argv, prog_name="rockopt")
+        app(args=expand_sets(sys.argv[1:] if argv is None else list(argv)), prog_name="rockopt")
     except RockoptError as e:
         if os.environ.get("ROCKOPT_DEBUG"):
             raise

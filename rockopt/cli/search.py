@@ -40,7 +40,8 @@ def search(
     if workers > 1:
         _launch_workers(study, data, n_trials, timeout, storage, study_name, [*(set_ or []), *(extra or [])], workers, gpu_ids)
         return
-    err = console(stderr=True)
+    from rockopt.report import safe_print
+
     s = run_search(
         study,
         data=data,
@@ -51,31 +52,40 @@ def search(
         overrides=parse_sets([*(set_ or []), *(extra or [])]),
         progress=not quiet,
     )
-    for note in s.notes:
-        err.print(f"note: {note}", highlight=False, markup=False)
     c = s.counts
     line = f"study {s.study_name}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed"
     if s.best_trial is not None:
         line += f"; best {s.best_value:.4f} (trial {s.best_trial})"
-    console().print(line + f"; MLflow parent run {s.parent_run_id}", highlight=False)
+    # plain writes that survive a reader gone with the same Ctrl-C (`| tee`): the exit code stays 130
+    safe_print(line + f"; MLflow parent run {s.parent_run_id}")
     if s.interrupted:
-        err.print("interrupted: the running trial is marked FAIL; run the same command again to continue the study")
+        safe_print("interrupted: the running trial is marked FAIL; run the same command again to continue the study", err=True)
         raise typer.Exit(130)
 
 
 def _launch_workers(study, data, n_trials, timeout, storage, study_name, sets, workers, gpu_ids) -> None:
     import os
 
-    from rockopt.search.export import study_name_of
+    from rockopt.errors import ConfigError
+    from rockopt.search.doctor import diagnose, repair
+    from rockopt.search.export import load_existing
+    from rockopt.search.locks import study_lock
     from rockopt.search.storage import describe_storage, open_storage, resolve_storage
     from rockopt.search.study_file import load_study_file
     from rockopt.search.workers import launch
     from rockopt.tracking import experiment_id
 
+    from rockopt.config import parse_sets
+    from rockopt.search.study_file import check_overrides
+
     spec, source = load_study_file(study, fixed_overrides=None)  # fail here, once, on a bad file
+    check_overrides(spec, parse_sets(sets), source.stem)
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(f"--n-trials must be at least 1, but got {n_trials}")
     name = study_name or source.stem
     url = resolve_storage(storage, name, workers)
-    open_storage(url)  # create the tables once, before the workers race for them
+    with study_lock(url, name):
+        open_storage(url)  # create the tables once, before the workers race for them
     experiment_id(name)  # the same for the MLflow store and the study's experiment
     total = n_trials if n_trials is not None else spec.budget.n_trials
     args = ["--study", str(study), "--study-name", name, "-q"]
@@ -86,8 +96,20 @@ def _launch_workers(study, data, n_trials, timeout, storage, study_name, sets, w
     for item in sets:
         args += ["--set", item]
     os.environ["ROCKOPT_STORAGE"] = url  # the workers inherit it: a password never shows in `ps`
-    console(stderr=True).print(f"{workers} workers on study {name} ({describe_storage(url)}), {total} trials", highlight=False)
-    code = launch(args, total, workers, gpu_ids)
+    err = console(stderr=True)
+    err.print(f"{workers} workers on study {name} ({describe_storage(url)}), {total} trials", highlight=False)
+    code, died = launch(args, total, workers, gpu_ids)
+    if died:
+        for worker, pid, sig in died:
+            err.print(f"worker {worker} (pid {pid}) was killed by {sig}", highlight=False)
+        ostudy, _ = load_existing(study, url, name)
+        d = diagnose(ostudy)
+        repair(d)
+        err.print(
+            f"its trials were marked FAIL and queued again ({len(d.stuck_trials)}), its MLflow runs ended KILLED "
+            f"({len(d.stuck_runs)}); run the same command again to continue the study",
+            highlight=False,
+        )
     if code:
         raise typer.Exit(code)
 

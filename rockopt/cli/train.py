@@ -33,22 +33,25 @@ def train(
     if fold is not None:
         check_fold(folds, fold)
     todo = range(folds.k) if all_folds else [cfg.fold if fold is None else fold]
-    out, err = console(), console(stderr=True)
-    err.print(
+    from rockopt.report import Reporter
+
+    out = console()
+    reporter = Reporter(bars=not quiet)
+    reporter.line(
         f"{cfg.backbone} on {dataset.root} ({len(dataset)} images, {len(dataset.classes)} classes), "
         f"sampler {cfg.sampler_mode}, {cfg.epochs} epochs, folds file {folds.path}"
     )
 
     def show(res) -> None:
-        err.print(
-            f"epoch {res.epoch:>3}  train_loss {res.train_loss:.4f}  val_loss {res.val_loss:.4f}  "
+        reporter.line(
+            f"epoch {res.epoch:>3}/{cfg.epochs}  train_loss {res.train_loss:.4f}  val_loss {res.val_loss:.4f}  "
             f"val_f1 {res.val_f1:.4f}  lr {res.lr:.2e}  {res.seconds:.1f}s  {res.images_per_s:.0f} img/s"
-            + (f"  skipped {res.skipped}" if res.skipped else ""),
-            highlight=False,
+            + (f"  skipped {res.skipped}" if res.skipped else "")
         )
 
     for k in todo:
-        result, run_id, run_dir = train_tracked(cfg, dataset, folds, k, on_epoch=show, progress=not quiet)
+        with reporter:
+            result, run_id, run_dir = train_tracked(cfg, dataset, folds, k, on_epoch=show, progress=reporter.bar())
         out.print(
             f"fold {k}: best val macro-F1 {result.best_f1:.4f} at epoch {result.best_epoch}  "
             f"run {run_id}  dir {run_dir}  images from {result.images}",

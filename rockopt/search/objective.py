@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from rockopt.config import build_config
 from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
 from rockopt.jobs import run_tags, train_in_run
+from rockopt.report import Reporter, duration, params_text
 from rockopt.search.space import suggest
 from rockopt.search.study_file import StudySpec
 from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, error_text
@@ -45,14 +47,14 @@ class Objective:
         experiment: str,
         parent_run_id: str,
         out_dir: Path,
-        progress=True,
-        on_trial_start=None,
+        reporter: Reporter | None = None,
         worker: str = "",
+        stopped: Callable[[], bool] = lambda: False,
     ):
         self.spec, self.base, self.data, self.folds = spec, base, data, folds
         self.study_name, self.experiment, self.parent_run_id = study_name, experiment, parent_run_id
-        self.out_dir, self.progress, self.on_trial_start = out_dir, progress, on_trial_start
-        self.worker = worker
+        self.out_dir, self.reporter = out_dir, reporter or Reporter(bars=False)
+        self.worker, self.stopped = worker, stopped
 
     def _value(self, res) -> float:
         return res.val_f1 if self.spec.objective.metric == "val_f1" else res.val_loss
@@ -63,22 +65,33 @@ class Objective:
         inactive = set(self.spec.space) - set(params)
         tags = {
             "trial_number": str(trial.number),
+            "trial_state": "RUNNING",
             "rockopt.study": self.study_name,
             **run_tags(self.data, self.folds, self.base.get("fold", 0)),
         }
         run = Run(self.experiment, f"trial-{trial.number}", tags={**tags, "rockopt.worker": self.worker}, parent_run_id=self.parent_run_id)
         trial.set_user_attr("mlflow_run_id", run.id)
-        if self.on_trial_start:
-            self.on_trial_start(trial, params)
+        self.reporter.line(f"trial {trial.number} started: {params_text(params)}")
         epochs_run = 0
+        best: float | None = None
+        better = max if self.spec.objective.direction == "maximize" else min
         t0 = time.perf_counter()
 
         def report(res) -> None:
-            nonlocal epochs_run
+            nonlocal epochs_run, best
             epochs_run = res.epoch
-            trial.report(self._value(res), res.epoch)
-            # after the last epoch pruning saves nothing: the trial is complete, its value counts
-            if res.epoch < self.spec.budget.max_epochs and trial.should_prune():
+            value = self._value(res)
+            best = value if best is None else better(best, value)
+            eta = (time.perf_counter() - t0) / res.epoch * (cfg.epochs - res.epoch)
+            self.reporter.line(
+                f"trial {trial.number} epoch {res.epoch}/{cfg.epochs}  train_loss {res.train_loss:.4f}  "
+                f"{self.spec.objective.metric} {value:.4f}  best {best:.4f}  {res.seconds:.1f} s  eta {duration(eta)}"
+            )
+            if self.stopped():
+                raise KeyboardInterrupt  # Ctrl-C was pressed where something swallowed it
+            trial.report(value, res.epoch)
+            # after the trial's last epoch pruning saves nothing: the trial is complete, its value counts
+            if res.epoch < cfg.epochs and trial.should_prune():  # cfg: the trial's settings, set below
                 raise optuna.TrialPruned(f"pruned at epoch {res.epoch}")
 
         def finish(state: str, status: str | None = None, **extra_tags: Any) -> None:
@@ -91,8 +104,10 @@ class Objective:
             cfg = build_config({**self.base, **params}, f"trial {trial.number}")
             trial.set_user_attr("config", cfg.flat())
             run_dir = self.out_dir / f"trial-{trial.number:04d}"
+            if cfg.save_checkpoint:  # known before it exists: keep_checkpoints removes it whatever the trial's end
+                trial.set_user_attr("checkpoint", str((run_dir / "best.pt").resolve()))
             result = train_in_run(
-                run, cfg, self.data, self.folds, cfg.fold, run_dir, on_epoch=report, progress=self.progress, omit_params=inactive
+                run, cfg, self.data, self.folds, cfg.fold, run_dir, on_epoch=report, progress=self.reporter.bar(), omit_params=inactive
             )
         except optuna.TrialPruned:
             finish("PRUNED", pruned_at_epoch=epochs_run)
@@ -113,8 +128,6 @@ class Objective:
         best = min(h.val_loss for h in result.history) if self.spec.objective.metric == "val_loss" else result.best_f1
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
-        if result.checkpoint:
-            trial.set_user_attr("checkpoint", str(result.checkpoint.resolve()))
         finish("COMPLETE")
         return best
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,16 +17,19 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rockopt.config import build_config
+from rockopt.config import RUNTIME_KEYS, build_config
 from rockopt.errors import ConfigError
 from rockopt.jobs import check_fold, prepare_data
+from rockopt.outputs import ensure_dir
+from rockopt.report import Reporter, params_text, short
 from rockopt.search import factories
 from rockopt.search.doctor import repair_gone_local_workers
+from rockopt.search.locks import study_lock
 from rockopt.search.objective import Objective
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file
-from rockopt.tracking import Run, temp_dir
-from rockopt.train.engine import image_reader, progress_display
+from rockopt.tracking import Run, experiment_id, temp_dir
+from rockopt.train.engine import image_reader
 
 log = logging.getLogger(__name__)
 
@@ -40,36 +47,81 @@ class SearchSummary:
     notes: list[str]
 
 
-def _open_study(spec: StudySpec, name: str, url: str, source: Path, notes: list[str]) -> tuple[optuna.Study, StudySpec]:
-    """Create the study, or load it and keep the settings it was created with."""
-    study = optuna.create_study(
-        storage=open_storage(url),
-        study_name=name,
-        direction=spec.objective.direction,
-        load_if_exists=True,
-    )
-    if study.direction.name.lower() != spec.objective.direction:
-        raise ConfigError(f"study '{name}' exists with direction {study.direction.name.lower()}; the file says {spec.objective.direction}")
-    stored = study.user_attrs.get("rockopt.spec")
-    if stored is None:
-        study.set_user_attr("rockopt.spec", spec.model_dump(mode="json"))
-        study.set_user_attr("rockopt.spec_fingerprint", spec.fingerprint())
-        study.set_user_attr("rockopt.study_file", str(source))
-        return study, spec
-    kept = StudySpec(**stored)
-    if kept.fingerprint() != spec.fingerprint():
-        notes.append(
-            f"{source} changed since study '{name}' was created; it continues with the settings it was "
-            "created with (use --study-name to start a new study with the new file)"
+# resumed studies may take new values of these: they change how a trial runs, or where the
+# (fingerprinted) data set lies, not what the trial means
+RESUMABLE = RUNTIME_KEYS | {"data"}
+
+
+def _meaning(spec: StudySpec) -> StudySpec:
+    """The spec as stored with the study: runtime settings come from each invocation instead."""
+    return spec.model_copy(update={"fixed": {k: v for k, v in spec.fixed.items() if k not in RUNTIME_KEYS}})
+
+
+def _refuse_changes(kept: StudySpec, overrides: dict[str, Any], name: str) -> None:
+    """A resumed study's trials must stay comparable: refuse a --set that changes what they mean."""
+    base = base_settings(kept)
+    was = build_config(base, f"study '{name}'")
+    changed = []
+    for key, value in overrides.items():
+        if key in RESUMABLE:
+            continue
+        if getattr(build_config({**base, key: value}, "--set"), key) != getattr(was, key):
+            changed.append(key)
+    if changed:
+        old = ", ".join(f"{k}={short(getattr(was, k))}" for k in changed)
+        new = " ".join(f"{k}={short(overrides[k])}" for k in changed)
+        raise ConfigError(
+            f"study '{name}' was created with {old}: a resumed study keeps what its trials mean, so --set {new} is refused "
+            f"(only runtime settings may change: {', '.join(sorted(RESUMABLE))}); start a new study with --study-name"
         )
-    return study, kept.model_copy(update={"budget": spec.budget})
 
 
-def _apply_optional_files(base: dict[str, Any], spec: StudySpec, notes: list[str]) -> None:
+def _open_study(
+    file_spec: StudySpec, overrides: dict[str, Any], name: str, url: str, source: Path, note: Callable[[str], None]
+) -> tuple[optuna.Study, StudySpec, int]:
+    """Create the study, or load it with the settings it was created with.
+
+    Returns the study, the spec this invocation's trials run with (stored settings, the file's
+    budget and runtime settings, this invocation's --set), and this invocation's number.
+    Runs under the study's lock: processes starting together create the tables and the study
+    once, and each claims its own number.
+    """
+    with study_lock(url, name):
+        study = optuna.create_study(storage=open_storage(url), study_name=name, direction=file_spec.objective.direction, load_if_exists=True)
+        if study.direction.name.lower() != file_spec.objective.direction:
+            raise ConfigError(f"study '{name}' exists with direction {study.direction.name.lower()}; the file says {file_spec.objective.direction}")
+        attrs = study.user_attrs
+        stored = attrs.get("rockopt.spec")
+        if stored is None:
+            spec = file_spec.model_copy(update={"fixed": {**file_spec.fixed, **overrides}})
+            study.set_user_attr("rockopt.spec", _meaning(spec).model_dump(mode="json"))
+            study.set_user_attr("rockopt.spec_fingerprint", spec.fingerprint())
+            study.set_user_attr("rockopt.file_fingerprint", file_spec.fingerprint())
+            study.set_user_attr("rockopt.study_file", str(source))
+        else:
+            kept = StudySpec(**stored)
+            if file_spec.fingerprint() != attrs.get("rockopt.file_fingerprint", kept.fingerprint()):
+                note(
+                    f"{source} changed since study '{name}' was created; it continues with the settings it was "
+                    "created with (use --study-name to start a new study with the new file)"
+                )
+            _refuse_changes(kept, overrides, name)
+            runtime = {k: v for k, v in file_spec.fixed.items() if k in RUNTIME_KEYS}
+            runtime.update({k: v for k, v in overrides.items() if k in RESUMABLE})
+            budget = kept.budget.model_copy(update=file_spec.budget.model_dump(exclude={"max_epochs"}))
+            spec = _meaning(kept).model_copy(update={"budget": budget})
+            spec = spec.model_copy(update={"fixed": {**spec.fixed, **runtime}})
+        # an older study without the counter: its trials so far stand for the invocations
+        number = int(attrs.get("rockopt.searches", 0 if stored is None else len(study.trials)))
+        study.set_user_attr("rockopt.searches", number + 1)
+    return study, spec, number
+
+
+def _apply_optional_files(base: dict[str, Any], spec: StudySpec, note: Callable[[str], None]) -> None:
     for key in spec.optional_files:
         value = base.get(key)
         if value and not Path(value).expanduser().exists():
-            notes.append(f"{key} {value} is not there; trials run without it")
+            note(f"{key} {value} is not there; trials run without it")
             base.pop(key)
 
 
@@ -97,7 +149,7 @@ def _prune_checkpoints(study: optuna.Study, keep: int) -> None:
             Path(path).unlink(missing_ok=True)
 
 
-def _log_plots(study: optuna.Study, run: Run, notes: list[str]) -> None:
+def _log_plots(study: optuna.Study, run: Run, note: Callable[[str], None]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +168,7 @@ def _log_plots(study: optuna.Study, run: Run, notes: list[str]) -> None:
             try:
                 ax = plot(study)
             except Exception as e:  # a plot is a nicety: too few trials for it must not fail a finished search
-                notes.append(f"no {name} plot: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                note(f"no {name} plot: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
                 continue
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(10, 6)
@@ -126,17 +178,17 @@ def _log_plots(study: optuna.Study, run: Run, notes: list[str]) -> None:
             run.log_artifact(path, "plots")
 
 
-def _worker_seed(seed: int, trials_so_far: int, kind: str) -> int:
-    """The study's sampler seed, moved by the worker number, the host (for a shared database)
-    and the trials already run: workers starting together, or a resumed search, must not
-    propose the very same trials again. The first worker of a new study keeps the seed."""
-    import os
+def sampler_seed(seed: int, invocation: int, kind: str) -> int:
+    """The study's sampler seed, moved by this invocation's number, so that searches started
+    together, workers and resumed searches do not propose the very same trials again; the
+    first search of a study keeps the seed. On a database server the host name moves it too:
+    processes on several hosts claim their numbers without a shared lock."""
     import socket
     import zlib
 
-    offset = trials_so_far + int(os.environ.get("ROCKOPT_WORKER", "0") or 0)
+    offset = invocation
     if kind not in ("sqlite", "journal"):
-        offset += zlib.crc32(socket.gethostname().encode()) % 10007 if os.environ.get("ROCKOPT_WORKER") else 0
+        offset += zlib.crc32(socket.gethostname().encode()) % 10007
     return seed + offset
 
 
@@ -149,6 +201,40 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + (f":w{label}" if label else "")
 
 
+@contextmanager
+def _ctrl_c() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C raises KeyboardInterrupt and is remembered: some imports swallow an interrupt raised
+    inside them (torch's first lazy import of triton does), and the trial's next epoch report
+    then stops it instead. Yields "was Ctrl-C pressed?"."""
+    hit = threading.Event()
+
+    def handler(signum, frame):
+        hit.set()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield hit.is_set
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield hit.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_request(spec: StudySpec, data: str | Path | None, n_trials: int | None, timeout: float | None) -> None:
+    """What can be refused before anything is created: no study, folds file or MLflow run is left behind."""
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(f"--n-trials must be at least 1, but got {n_trials}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout must be positive, but got {timeout}")
+    where = data if data is not None else base_settings(spec).get("data")
+    if not where:
+        raise ConfigError("no data set given: pass --data DIR or set data.path in the study file")
+    if not Path(where).expanduser().is_dir():
+        raise ConfigError(f"data directory {where} does not exist")
+
+
 def run_search(
     study: str | Path,
     *,
@@ -159,29 +245,43 @@ def run_search(
     study_name: str | None = None,
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
-    out_dir: str | Path = "runs",
 ) -> SearchSummary:
-    """Run `n_trials` more trials (default: the study file's budget) of STUDY; resumable."""
+    """Run `n_trials` more trials (default: the study file's budget) of STUDY; resumable.
+
+    `progress`: bars on a terminal (lines are printed either way, timestamped when stderr is
+    not a terminal). Notes are printed as they arise, before the first trial.
+    """
+    overrides = dict(overrides or {})
     spec, source = load_study_file(study, fixed_overrides=overrides)
+    file_spec, _ = load_study_file(study)
+    _check_request(spec, data, n_trials, timeout)
     name = study_name or source.stem
     url = resolve_storage(storage, name)
+    me = worker_id()
+    reporter = Reporter(bars=progress, prefix=f"[w{me.rsplit(':w', 1)[1]}] " if ":w" in me else "")
     notes: list[str] = []
+
+    def note(text: str) -> None:
+        notes.append(text)
+        reporter.line(f"note: {text}")
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # rockopt reports trials itself, one line each
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    ostudy, spec = _open_study(spec, name, url, source, notes)
+    ostudy, spec, invocation = _open_study(file_spec, overrides, name, url, source, note)
     for n in repair_gone_local_workers(ostudy):
-        notes.append(f"trial {n} was left running by a worker of this host that is gone: marked FAIL and queued again")
+        note(f"trial {n} was left running by a worker of this host that is gone: marked FAIL and queued again")
 
     base = base_settings(spec)
     if data is not None:
         base["data"] = str(data)
-    _apply_optional_files(base, spec, notes)
+    _apply_optional_files(base, spec, note)
     cfg0 = build_config(base, f"{source}")
+    out = ensure_dir(Path(cfg0.out_dir) / name, "out_dir")
     STUDIES_DIR.mkdir(exist_ok=True)
     dataset, folds = prepare_data(cfg0, folds_file=STUDIES_DIR / f"{name}.folds.csv")
     check_fold(folds, cfg0.fold)
     if cfg0.cache == "build":  # once, with its own progress bar, before the trials ask for it
-        image_reader(cfg0, dataset.abs_paths(), str(dataset.root), progress=progress)
+        image_reader(cfg0, dataset.abs_paths(), str(dataset.root), progress=progress and reporter.terminal)
     base["folds_file"] = str(folds.path.resolve())  # exported configs and `cv` reuse the study's folds
     base["experiment"] = name
 
@@ -189,12 +289,13 @@ def run_search(
     timeout = timeout if timeout is not None else spec.budget.timeout
     sampler_settings = dict(spec.sampler.model_extra or {})
     if sampler_settings.get("seed") is not None:
-        sampler_settings["seed"] = _worker_seed(int(sampler_settings["seed"]), len(ostudy.trials), storage_kind(url))
+        sampler_settings["seed"] = sampler_seed(int(sampler_settings["seed"]), invocation, storage_kind(url))
     pruner_settings = dict(spec.pruner.model_extra or {})
     ostudy.sampler = factories.create_sampler(spec.sampler.name, sampler_settings)
     ostudy.pruner = factories.create_pruner(spec.pruner.name, pruner_settings)
 
-    me = worker_id()
+    applied = {k: getattr(cfg0, k) for k in overrides}  # this invocation's --set, as resolved
+    experiment_id(name, description=spec.description.strip() or None)
     parent = Run(
         name,
         f"search-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-w{me.rsplit(':w', 1)[1]}" if ":w" in me else ""),
@@ -209,45 +310,53 @@ def run_search(
             "rockopt.objective": f"{spec.objective.metric} ({spec.objective.direction})",
             "rockopt.data_fingerprint": dataset.fingerprint,
             "rockopt.folds_fingerprint": folds.fingerprint,
+            "rockopt.invocation": invocation,
+            **({"rockopt.set": params_text(applied)} if applied else {}),
         },
     )
-    parent.log_params({"n_trials": n_trials, "timeout": timeout, "max_epochs": spec.budget.max_epochs})
-
-    bar = progress_display(progress, transient=False)
-    out = Path(out_dir) / name
-    interrupted = False
+    parent.log_params(
+        {"n_trials": n_trials, "timeout": timeout, "max_epochs": spec.budget.max_epochs, **{f"set.{k}": v for k, v in applied.items()}}
+    )
+    parent.log_artifact(source, "study")
     started = len(ostudy.trials)
+    finished = 0
+    interrupted = False
 
     def trial_line(study_: optuna.Study, done: optuna.trial.FrozenTrial) -> None:
+        nonlocal finished
+        if stopped():
+            raise KeyboardInterrupt  # pressed where it was swallowed: no next trial
+        finished += 1
         c = _counts(study_)
         best = _best(study_)
-        bar.update(
-            trials_task,
-            advance=1,
-            description=f"trials: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed"
-            + (f", best {best.value:.4f} (#{best.number})" if best else ""),
-        )
+        if reporter.progress is not None:
+            reporter.progress.update(
+                trials_task,
+                advance=1,
+                description=f"trials: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed"
+                + (f", best {best.value:.4f} (#{best.number})" if best else ""),
+            )
         if done.state == TrialState.COMPLETE:
             what = f"value {done.value:.4f}"
         elif done.state == TrialState.PRUNED:
             what = f"pruned at epoch {done.user_attrs.get('epochs')}"
         else:
             what = done.user_attrs.get("error", "failed")
-        bar.console.print(
-            prefix + f"trial {done.number} {done.state.name}: {what}  "
-            f"({done.user_attrs.get('seconds', '?')} s)  {done.params}",
-            highlight=False,
-            markup=False,
-        )
+        reporter.line(f"trial {done.number} {done.state.name}: {what}  ({done.user_attrs.get('seconds', '?')} s)  {params_text(done.params)}")
+        # the parent run follows the study as it goes: its best value is there before the search ends
+        progress_metrics = {f"n_{k.lower()}": v for k, v in c.items() if k in ("COMPLETE", "PRUNED", "FAIL")}
+        if best:
+            progress_metrics["best_value"] = best.value
+        parent.log_metrics(progress_metrics, step=finished)
         _prune_checkpoints(study_, spec.budget.keep_checkpoints)
 
-    prefix = f"[w{me.rsplit(':w', 1)[1]}] " if ":w" in me else ""
-    objective = Objective(
-        spec, base, dataset, folds, study_name=name, experiment=name, parent_run_id=parent.id, out_dir=out, progress=bar, worker=me
-    )
-    with parent:  # anything unexpected ends the parent run FAILED, never RUNNING
-        with bar:
-            trials_task = bar.add_task("trials", total=n_trials)
+    with parent, _ctrl_c() as stopped:  # anything unexpected ends the parent run FAILED, never RUNNING
+        objective = Objective(
+            spec, base, dataset, folds, study_name=name, experiment=name, parent_run_id=parent.id, out_dir=out,
+            reporter=reporter, worker=me, stopped=stopped,
+        )  # fmt: skip
+        with reporter:
+            trials_task = reporter.progress.add_task("trials", total=n_trials) if reporter.progress is not None else None
             try:
                 ostudy.optimize(
                     objective,
@@ -265,9 +374,10 @@ def run_search(
         if best:
             summary["best_value"] = best.value
             parent.set_tags({"rockopt.best_trial": best.number, "rockopt.best_run_id": best.user_attrs.get("mlflow_run_id", "")})
-        parent.log_metrics(summary, step=0)
+        parent.log_metrics(summary, step=finished)
+        _prune_checkpoints(ostudy, spec.budget.keep_checkpoints)  # an interrupted trial's best.pt too
         if not interrupted:
-            _log_plots(ostudy, parent, notes)
+            _log_plots(ostudy, parent, note)
         parent.end("KILLED" if interrupted else "FINISHED")
     return SearchSummary(
         study_name=name,

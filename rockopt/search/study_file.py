@@ -26,7 +26,7 @@ from typing import Any, Literal
 import rockopt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rockopt.config import FIELDS, build_config, describe_validation_error, read_yaml
+from rockopt.config import FIELDS, RUNTIME_KEYS, build_config, describe_validation_error, read_yaml
 from rockopt.errors import ConfigError
 
 
@@ -126,8 +126,12 @@ class StudySpec(_Strict):
         return v
 
     def fingerprint(self) -> str:
-        """Identifies the study's settings, the budget left out (a resumed study may get more trials)."""
-        doc = self.model_dump(exclude={"budget", "description"})
+        """What the study's trials mean. Left out: the description, how many trials to run and for
+        how long, how many checkpoints to keep, and the runtime settings in `fixed` (device,
+        loader workers, cache...): a resumed study may change those."""
+        doc = self.model_dump(exclude={"description"})
+        doc["budget"] = {"max_epochs": self.budget.max_epochs}
+        doc["fixed"] = {k: v for k, v in self.fixed.items() if k not in RUNTIME_KEYS}
         return hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -155,9 +159,20 @@ def load_study_file(name: str | Path, fixed_overrides: dict[str, Any] | None = N
     except ValidationError as e:
         raise ConfigError(_describe(e, path)) from None
     if fixed_overrides:
+        check_overrides(spec, fixed_overrides, path.stem)
         spec = spec.model_copy(update={"fixed": {**spec.fixed, **fixed_overrides}})
     validate_against_config(spec, str(path))
     return spec, path
+
+
+def check_overrides(spec: StudySpec, overrides: dict[str, Any], study: str) -> None:
+    """`--set` on a study may fix a setting, never one the study searches (the trial's value would win)."""
+    searched = [k for k in overrides if k in spec.space]
+    if searched:
+        keys = ", ".join(searched)
+        raise ConfigError(f"--set {keys}: searched by study '{study}' (space.{searched[0]}); fix it in a copy of the study file instead")
+    if "experiment" in overrides:
+        raise ConfigError("--set experiment: a study logs to the MLflow experiment named after it; use --study-name to name it")
 
 
 _PATH_KEYS = (("data", "path"), ("fixed", "data"), ("fixed", "pretrained_file"), ("fixed", "folds_file"))
@@ -208,12 +223,46 @@ def validate_against_config(spec: StudySpec, source: str) -> None:
             build_config({key: None}, f"{source}: space")
         if key in ("epochs",):
             raise ConfigError(f"{source}: key 'space.{key}': set budget.max_epochs instead")
-        for cond in (param.when or {}):
+        for cond, wanted in (param.when or {}).items():
             if cond not in seen:
                 raise ConfigError(f"{source}: key 'space.{key}.when': '{cond}' must be a parameter listed above '{key}'")
+            _check_when_values(source, key, cond, wanted, spec.space[cond])
         for value in param.values_to_check():
             build_config({**base, key: value}, f"{source}: space.{key}")
         seen.append(key)
+
+
+def _check_when_values(source: str, key: str, cond: str, wanted: Any, parent: Param) -> None:
+    """Refuse every value of `when: {COND: value or [values]}` that COND can never take.
+
+    Each listed value is checked, not only whether one of them can occur: a typo among good
+    values would otherwise pass silently. Categorical: one of the choices (compared as the
+    trials compare them, with ==). Int or float: a number within [low, high], whole for int.
+    """
+    values = wanted if isinstance(wanted, list) else [wanted]
+    where = f"{source}: key 'space.{key}.when'"
+    if not values:
+        raise ConfigError(f"{where}: {cond}: an empty list, so '{key}' would never be searched")
+    for value in values:
+        if not _can_take(parent, value):
+            raise ConfigError(f"{where}: {cond} can never be {value!r}; {_domain(parent)}")
+
+
+def _can_take(p: Param, value: Any) -> bool:
+    if p.type == "categorical":
+        return value in (p.choices or [])
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if p.type == "int" and not float(value).is_integer():
+        return False
+    return p.low <= value <= p.high
+
+
+def _domain(p: Param) -> str:
+    if p.type == "categorical":
+        return f"its choices are {p.choices}"
+    article = "an" if p.type == "int" else "a"
+    return f"it is {article} {p.type} in [{p.low:g}, {p.high:g}]"
 
 
 def _data_settings(spec: StudySpec) -> dict[str, Any]:

@@ -18,9 +18,14 @@ def split_trials(n_trials: int, workers: int) -> list[int]:
     return [n_trials // workers + (1 if i < n_trials % workers else 0) for i in range(workers)]
 
 
-def launch(args: list[str], n_trials: int, workers: int, gpus: list[str] | None) -> int:
-    """Run `rockopt search ARGS --n-trials k` in W processes; the worst exit code wins."""
-    procs = []
+def launch(args: list[str], n_trials: int, workers: int, gpus: list[str] | None) -> tuple[int, list[tuple[int, int, str]]]:
+    """Run `rockopt search ARGS --n-trials k` in W processes.
+
+    Returns the exit code (the worst of the workers'; a worker killed by a signal counts as
+    128 + its number, as a shell reports it) and, per worker killed by a signal, (worker
+    number, pid, signal name).
+    """
+    procs: list[tuple[int, subprocess.Popen]] = []
     for i, k in enumerate(split_trials(n_trials, workers)):
         if k == 0:
             continue
@@ -28,14 +33,23 @@ def launch(args: list[str], n_trials: int, workers: int, gpus: list[str] | None)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         cmd = [sys.executable, "-m", "rockopt", "search", *args, "--n-trials", str(k), "--workers", "1"]
-        procs.append(subprocess.Popen(cmd, env=env))
+        procs.append((i, subprocess.Popen(cmd, env=env)))
     try:
-        codes = [p.wait() for p in procs]
+        codes = [p.wait() for _, p in procs]
     except KeyboardInterrupt:
         # the terminal sent SIGINT to every worker too; give them time to close their trials
-        for p in procs:
+        for _, p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
-        codes = [p.wait() for p in procs]
-        return 130
-    return max(codes, default=0)
+        for _, p in procs:
+            p.wait()
+        return 130, []
+    died = [(i, p.pid, _signal_name(-p.returncode)) for i, p in procs if p.returncode < 0]
+    return max((128 - c if c < 0 else c for c in codes), default=0), died
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

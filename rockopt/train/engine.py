@@ -28,6 +28,7 @@ from rockopt.data.split import Split
 from rockopt.data.stream import TrainStream
 from rockopt.data.transforms import build_eval_transform, build_transform, random_flips, tta_views
 from rockopt.errors import ConfigError, RockoptError
+from rockopt.report import progress_display
 from rockopt.train.metrics import confusion_matrix, f1_per_class
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule
@@ -51,8 +52,9 @@ class EpochResult:
     skipped: int  # unreadable images met so far (training and validation)
     hnm_staleness: int  # largest number of optimizer steps between a draw and its use
 
-    def metrics(self, classes: tuple[str, ...]) -> dict[str, float]:
-        out = {
+    def metrics(self) -> dict[str, float]:
+        """The epoch's scalars for MLflow; per-class F1 goes to a table of its own."""
+        return {
             "train_loss": self.train_loss,
             "val_loss": self.val_loss,
             "val_f1": self.val_f1,
@@ -62,8 +64,6 @@ class EpochResult:
             "skipped_images": float(self.skipped),
             "hnm_staleness": float(self.hnm_staleness),
         }
-        out.update({f"val_f1_{c}": float(f) for c, f in zip(classes, self.class_f1)})
-        return out
 
 
 @dataclass
@@ -165,22 +165,6 @@ def evaluate(model: nn.Module, loader, norm: Normalize, precision: Precision, nu
     loss = F.cross_entropy(out, y).item()
     cm = confusion_matrix(out.argmax(1), y, num_classes).cpu().numpy()
     return Evaluation(out.cpu().numpy().astype(np.float32), torch.cat(index).numpy(), loss, cm, skipped)
-
-
-def progress_display(enabled: bool = True, transient: bool = True):
-    """A rich progress display on stderr; a search shares one between its trial line and the epochs."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True, soft_wrap=True),
-        transient=transient,
-        disable=not enabled,
-    )
 
 
 @contextmanager
