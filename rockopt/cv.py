@@ -20,6 +20,7 @@ from rockopt.config import TrainConfig, dump_config
 from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
 from rockopt.errors import ConfigError
+from rockopt.outputs import ensure_dir
 from rockopt.jobs import prepare_data, run_tags, train_in_run
 from rockopt.predict import predict_logits, test_images
 from rockopt.tracking import Run
@@ -65,8 +66,7 @@ def run_cv(
     cfg = cfg.model_copy(update={"save_checkpoint": True})
     data, folds = prepare_data(cfg, folds_file)
     origin = provenance(config_path)
-    out = Path(out) if out else default_member_dir(cfg, config_path, origin)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out, "--out") if out else ensure_dir(default_member_dir(cfg, config_path, origin), "out_dir")
     dump_config(cfg, out / "config.yaml")
     has_test = (data.root / "test.csv").is_file()
     test_ids, test_paths = test_images(data.root) if has_test else ([], [])
@@ -87,7 +87,10 @@ def run_cv(
                 log(f"fold {k}: already done, kept")
                 continue
             with Run(cfg.experiment, f"{name}-f{k}", tags=run_tags(data, folds, k), parent_run_id=parent.id) as run:
-                result = train_in_run(run, cfg, data, folds, k, fold_dir, progress=progress)
+                def epoch_line(res, k=k) -> None:
+                    log(f"fold {k} epoch {res.epoch}/{cfg.epochs}  train_loss {res.train_loss:.4f}  val_f1 {res.val_f1:.4f}  {res.seconds:.1f} s")
+
+                result = train_in_run(run, cfg, data, folds, k, fold_dir, on_epoch=epoch_line, progress=progress)
                 _, val = folds.split(k)
                 # the best epoch's checkpoint, with the member's TTA, on the fold's validation and the test images
                 val_logits, val_ok = predict_logits(result.checkpoint, [paths[i] for i in val], tta, data_root=data.root)

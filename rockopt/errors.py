@@ -14,4 +14,16 @@ class DataError(RockoptError):
 
 
 class UnreadableImage(Exception):
-    """One image could not be decoded. Training skips it and counts it; never shown as a crash."""
+    """One image could not be decoded. Training skips it and counts it; never shown as a crash.
+
+    `path` names the file (or the cache row's relative path), `reason` says what is wrong;
+    str() is "PATH: REASON".
+    """
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(path, reason)  # both in args: the exception survives pickling between processes
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"

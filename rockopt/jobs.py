@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from rockopt.config import TrainConfig, dump_config
+from rockopt.data.cache import data_cache_dir
 from rockopt.data.folds import Folds, default_folds_path, load_or_create_folds
 from rockopt.data.layout import TrainSet, scan_train
 from rockopt.data.split import first_unreadable_class, make_split
 from rockopt.errors import ConfigError, DataError
+from rockopt.outputs import ensure_dir
 from rockopt.train.engine import EpochResult, FitResult, fit
 from rockopt.tracking import Run, confusion_png
 
@@ -28,6 +30,9 @@ def prepare_data(cfg: TrainConfig, folds_file: str | Path | None = None) -> tupl
     if not cfg.data:
         raise ConfigError("no data set given: pass --data DIR or set 'data' in the config")
     data = scan_train(cfg.data)
+    ensure_dir(cfg.out_dir, "out_dir")  # before a model or a run exists
+    if cfg.cache == "build":  # refuse an unwritable cache_dir before a model or a run exists
+        ensure_dir(data_cache_dir(data.root, cfg.cache_dir), "cache_dir" if cfg.cache_dir else "image cache directory")
     bad = first_unreadable_class(data)
     if bad:
         raise DataError(f"{data.root}: class '{bad}' has no readable image")

@@ -37,7 +37,13 @@ def _make(d: Path, shown: str | Path, what: str) -> None:
     try:
         d.mkdir(parents=True, exist_ok=True)  # raises FileExistsError when D is a file
     except OSError as e:
-        raise ConfigError(f"{what} {shown}: cannot write there ({e.strerror or type(e).__name__})") from None
+        raise ConfigError(f"{what} {shown}: cannot write there ({_reason(d, e)})") from None
     # an existing directory passes mkdir whatever its permissions
     if not os.access(d, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {shown}: cannot write there (permission denied)")
+
+
+def _reason(d: Path, e: OSError) -> str:
+    """Name the file in the way, which the OS's 'File exists' / 'Not a directory' leave out."""
+    blocker = next((a for a in (d, *d.parents) if a.exists() and not a.is_dir()), None)
+    return f"{blocker} is not a directory" if blocker else (e.strerror or type(e).__name__)

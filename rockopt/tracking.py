@@ -129,7 +129,7 @@ class Run:
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         self.client = client()
-        all_tags = {"rockopt.version": rockopt.__version__, **(tags or {})}
+        all_tags = {"rockopt.version": rockopt.__version__, **{k: str(v) for k, v in (tags or {}).items()}}
         commit = git_commit()
         if commit:
             all_tags["rockopt.git_commit"] = commit

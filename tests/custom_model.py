@@ -72,3 +72,23 @@ def slow_when_asked(num_classes: int) -> nn.Module:
 
         model.forward = forward
     return model
+
+
+class _InterruptLater(nn.Module):
+    """Trains an epoch (so a best.pt exists), then behaves as if Ctrl-C came in the second."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.net = tiny_cnn(num_classes)
+        self.validated = False
+
+    def forward(self, x):
+        if not self.training:
+            self.validated = True
+        elif self.validated:
+            raise KeyboardInterrupt
+        return self.net(x)
+
+
+def interrupt_later(num_classes: int) -> nn.Module:
+    return _InterruptLater(num_classes)

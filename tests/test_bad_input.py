@@ -92,3 +92,203 @@ def test_hub_weights_unreachable_says_how_to_go_offline(demo_data):
     cmd = [sys.executable, "-m", "rockopt", "train", "--data", str(demo_data), *_sets(backbone="resnet18", pretrained="true")]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     _one_line_error(p.returncode, p.stderr, "resnet18", "pretrained_file=PATH")
+
+
+# --- output paths that cannot be written: one line before any work or any result -----------
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A path that cannot be created even as root: it lies under a regular file."""
+    (tmp_path / "afile.txt").write_text("a file, not a directory")
+    return tmp_path / "afile.txt" / "sub"
+
+
+def _tiny_member(path, seed):
+    import json
+
+    import numpy as np
+
+    y = np.arange(60) % 3  # the same samples in every member; only the noise differs
+    logits = 2 * np.eye(3)[y] + np.random.default_rng(seed).normal(0, 1, (60, 3))
+    path.mkdir(parents=True)
+    np.savez(path / "oof.npz", ids=np.asarray([f"train/c{c}/{i}.jpg" for i, c in enumerate(y)]), labels=y, fold=np.arange(60) % 3, logits=logits.astype(np.float32))
+    np.savez(path / "test.npz", ids=np.asarray(["T0", "T1"]), logits=logits[:2].astype(np.float32))
+    (path / "member.json").write_text(json.dumps({"name": path.name, "classes": ["c0", "c1", "c2"], "folds_fingerprint": "f" * 16}))
+    return path
+
+
+def test_blend_out_unwritable(run_cli, tmp_path, unwritable):
+    members = [_tiny_member(tmp_path / "m1", 1), _tiny_member(tmp_path / "m2", 2)]
+    code, out, err = run_cli("blend", "--members", *members, "--method", "mean", "--out", unwritable)
+    _one_line_error(code, err, "--out", str(unwritable), "cannot write there")
+    assert out == ""  # no scores table, no "wrote" line
+
+
+def test_predict_out_unwritable(run_cli, demo_data, unwritable, monkeypatch):
+    import rockopt.predict
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("predicted before checking --out")
+
+    monkeypatch.setattr(rockopt.predict, "predict_dir", no_work)
+    code, out, err = run_cli("predict", "--model", demo_data, "--data", demo_data, "--out", unwritable / "sub.csv")
+    _one_line_error(code, err, "--out", "sub.csv", "cannot write there")
+    assert out == ""
+
+
+def test_best_export_unwritable(run_cli, tmp_path, unwritable):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5, user_attrs={"config": dict(TINY)}))
+    code, out, err = run_cli("best", "--study", "s", "--storage", url, "--export", unwritable)
+    _one_line_error(code, err, "--export", str(unwritable), "cannot write there")
+    assert "exported" not in out
+
+
+def test_cache_dir_unwritable(run_cli, demo_data, unwritable):
+    code, _, err = run_cli("train", "--data", demo_data, *_sets(cache="build", cache_dir=unwritable))
+    _one_line_error(code, err, "cache_dir", str(unwritable), "cannot write there")
+    code, out, err = run_cli("data", "cache", "--data", demo_data, "--size", "32", "--cache-dir", unwritable, "-q")
+    _one_line_error(code, err, "cache_dir", str(unwritable), "cannot write there")
+    assert out == ""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_storage_path_unwritable(run_cli, demo_data, tmp_path, unwritable, kind):
+    import yaml
+
+    study = tmp_path / "tiny.yaml"
+    study.write_text(yaml.safe_dump({"budget": {"n_trials": 1, "max_epochs": 1}, "fixed": {"backbone": "test_efficientnet"}}))
+    url = f"sqlite:///{unwritable / 'x.db'}" if kind == "sqlite" else str(unwritable / "x.journal")
+    code, out, err = run_cli("search", "--study", study, "--data", demo_data, "--storage", url, "-q")
+    _one_line_error(code, err, "storage", str(unwritable), "cannot write there")
+    assert out == ""
+
+
+# --- a backbone that is not a model factory ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "backbone, needle",
+    [("os:getcwd", "calling it with num_classes failed"), ("builtins:dict", "returned dict, not a torch nn.Module")],
+)
+def test_backbone_callable_that_is_not_a_model_factory(run_cli, demo_data, backbone, needle):
+    code, _, err = run_cli("train", "--data", demo_data, *_sets(backbone=backbone))
+    _one_line_error(code, err, f"backbone '{backbone}'", "not a model factory", needle)
+
+
+# --- a database-server storage URL without a database -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://user:secret@localhost:5432", "postgresql://user:secret@localhost:5432/", "mysql+pymysql://user:secret@localhost"],
+)
+def test_server_storage_without_database_is_refused_before_connecting(run_cli, monkeypatch, url):
+    import optuna
+
+    def no_connection(*args, **kwargs):
+        raise AssertionError("connected to the server")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", no_connection)
+    code, _, err = run_cli("best", "--study", "s", "--storage", url)
+    _one_line_error(code, err, "names no database", "user:***@localhost")
+    assert "secret" not in err
+
+
+def test_server_storage_with_a_database_goes_on_to_connect(monkeypatch):
+    import optuna
+
+    from rockopt.search.storage import open_storage
+
+    seen = []
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, **kw: seen.append(url) or "storage")
+    assert open_storage("postgresql://user:secret@localhost:5432/rockopt") == "storage"
+    assert seen == ["postgresql://user:secret@localhost:5432/rockopt"]
+
+
+# --- a `when:` value the named parameter can never take ---------------------------------------
+
+
+def _study_with(tmp_path, space):
+    import yaml
+
+    path = tmp_path / "when.yaml"
+    path.write_text(yaml.safe_dump({"budget": {"n_trials": 1, "max_epochs": 1}, "fixed": {"backbone": "test_efficientnet"}, "space": space}, sort_keys=False))
+    return path
+
+
+HNM = {"type": "float", "low": 0.1, "high": 0.5}
+
+
+@pytest.mark.parametrize(
+    "space, key, value",
+    [
+        ({"sampler_mode": ["uniform", "hnm"], "hnm_ratio": {**HNM, "when": {"sampler_mode": "hnmm"}}}, "space.hnm_ratio.when", "'hnmm'"),
+        ({"sampler_mode": ["uniform", "hnm"], "hnm_ratio": {**HNM, "when": {"sampler_mode": ["hnm", "hnmm"]}}}, "space.hnm_ratio.when", "'hnmm'"),
+        ({"accumulation_steps": {"type": "int", "low": 1, "high": 4}, "lr": {**HNM, "when": {"accumulation_steps": 8}}}, "space.lr.when", "8"),
+        ({"label_smoothing": {"type": "float", "low": 0.0, "high": 0.2}, "lr": {**HNM, "when": {"label_smoothing": 0.5}}}, "space.lr.when", "0.5"),
+        ({"accumulation_steps": {"type": "int", "low": 1, "high": 4}, "lr": {**HNM, "when": {"accumulation_steps": "two"}}}, "space.lr.when", "'two'"),
+    ],
+    ids=["choice", "one-of-a-list", "int-range", "float-range", "not-a-number"],
+)
+def test_when_value_that_can_never_occur(run_cli, tmp_path, space, key, value):
+    code, _, err = run_cli("search", "--study", _study_with(tmp_path, space), "-q")
+    _one_line_error(code, err, "when.yaml", f"key '{key}'", f"can never be {value}")
+
+
+def test_when_values_that_can_occur_load(tmp_path):
+    from rockopt.search.study_file import load_study_file
+
+    space = {
+        "sampler_mode": ["uniform", "hnm"],
+        "accumulation_steps": {"type": "int", "low": 1, "high": 4},
+        "hnm_ratio": {**HNM, "when": {"sampler_mode": ["hnm"], "accumulation_steps": [1, 4]}},
+    }
+    spec, _ = load_study_file(_study_with(tmp_path, space))
+    assert spec.space["hnm_ratio"].when == {"sampler_mode": ["hnm"], "accumulation_steps": [1, 4]}
+
+
+# --- unreadable images are named by their file, never by a file object ------------------------
+
+
+def test_zero_byte_image_is_named_by_its_path(run_cli, demo_data, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(demo_data, root)
+    empty = sorted((root / "train" / "Basalt").iterdir())[0]
+    empty.write_bytes(b"")
+    code, out, err = run_cli("data", "check", "--data", root, "-q", "--workers", "1")
+    assert code == 0, out + err  # one bad file in a class of readable ones: training skips it
+    line = next(l for l in out.splitlines() if empty.name in l)
+    assert f"train/Basalt/{empty.name}" in line and "empty file" in line
+    assert "BytesIO" not in out + err
+
+
+def test_unreadable_image_messages_name_the_file(tmp_path):
+    from rockopt.data.images import decode_rgb
+    from rockopt.errors import UnreadableImage
+
+    f = tmp_path / "x.jpg"
+    for content in (b"", b"not an image"):
+        f.write_bytes(content)
+        for data, name in ((f, None), (str(f), None), (content, f)):
+            with pytest.raises(UnreadableImage) as e:
+                decode_rgb(data, name=name)
+            assert str(e.value).startswith(f"{f}: ") and "BytesIO" not in str(e.value)
+
+
+# --- an empty class folder: a fatal problem of a data set, not "no data set" -----------------
+
+
+def test_data_check_empty_class_folder_is_fatal_exit_1(run_cli, demo_data, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(demo_data, root)
+    (root / "train" / "Empty").mkdir()
+    code, out, err = run_cli("data", "check", "--data", root, "-q", "--workers", "1")
+    assert code == 1, out + err
+    assert "fatal: class 'Empty' has no images" in out and "Traceback" not in err
+    code, _, err = run_cli("train", "--data", root, *_sets())  # training still refuses it, as a usage error
+    _one_line_error(code, err, "class 'Empty' has no images")

@@ -184,6 +184,35 @@ def test_train_and_cv_record_what_they_ran(run_cli, demo_data, workdir):
         audit(r, {"lr": 0.002, "batch_size": 16, "out_dir": str(workdir / "cv-out")})
 
 
+def test_a_search_refuses_a_missing_data_directory_and_a_trial_count_below_one_and_creates_nothing(run_cli, study_file, workdir):
+    code, _, err = run_cli("search", "--study", study_file, "--data", workdir / "no" / "such" / "dir", "-q")
+    assert code == 2 and f"data directory {workdir / 'no' / 'such' / 'dir'} does not exist" in err
+    code, _, err = run_cli("search", "--study", study_file, "--n-trials", "-1", "-q")
+    assert code == 2 and "--n-trials must be at least 1, but got -1" in err
+    code, _, err = run_cli("search", "--study", study_file, "--n-trials", "0", "--workers", "2", "-q")
+    assert code == 2 and "--n-trials must be at least 1, but got 0" in err
+    assert not (workdir / "studies").exists() or not list((workdir / "studies").iterdir())
+    assert MlflowClient().get_experiment_by_name("tiny") is None
+
+
+def test_an_interrupted_trial_keeps_no_checkpoint_beyond_keep_checkpoints(run_cli, workdir, demo_data):
+    path = _write_study(
+        workdir, demo_data,
+        budget={"n_trials": 2, "max_epochs": 2, "keep_checkpoints": 1},
+        space={"backbone": ["tests.custom_model:tiny_cnn", "tests.custom_model:interrupt_later"]},
+    )  # fmt: skip
+    (workdir / "studies").mkdir()
+    study = optuna.create_study(study_name="tiny", storage="sqlite:///studies/tiny.db", direction="maximize")
+    study.enqueue_trial({"backbone": "tests.custom_model:tiny_cnn"})
+    study.enqueue_trial({"backbone": "tests.custom_model:interrupt_later"})
+    code, _, err = run_cli("search", "--study", path, "-q")
+    assert code == 130, err
+    trials = _study().trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"] and trials[1].user_attrs["epochs"] == 1
+    assert Path(trials[0].user_attrs["checkpoint"]).is_file()
+    assert not Path(trials[1].user_attrs["checkpoint"]).exists()  # written in epoch 1, removed after Ctrl-C in epoch 2
+
+
 # --- MLflow: every kind of trial for what it is ---------------------------------------------------
 
 

@@ -20,7 +20,8 @@ def check(
 ) -> None:
     """Validate the layout, count images per class, list unreadable files and label conflicts.
 
-    Exit code 0: usable; 1: fatal problems found; 2: not a data set at all.
+    Exit code 0: usable; 1: fatal problems found (a class folder that is empty or has no
+    readable image, missing test files, a mismatched template); 2: not a data set at all.
     """
     import os
 
@@ -43,9 +44,10 @@ def check(
     table.add_column("share", justify="right")
     table.add_column("unreadable", justify="right")
     for name, n in zip(d.classes, counts):
-        table.add_row(name, str(n), f"{n / len(d):.1%}", str(bad_per_class.get(name, "")))
+        table.add_row(name, str(n), f"{n / len(d):.1%}" if len(d) else "-", str(bad_per_class.get(name, "")))
     out.print(table)
-    out.print(f"imbalance: largest class / smallest class = {counts.max() / counts.min():.1f}")
+    if counts.min() > 0:  # an empty class is listed as fatal below
+        out.print(f"imbalance: largest class / smallest class = {counts.max() / counts.min():.1f}")
     out.print(f"test images: {report.test_images}")
     if report.unreadable:
         out.print(f"[yellow]{len(report.unreadable)} unreadable or truncated image(s) (training skips them):")

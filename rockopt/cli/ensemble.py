@@ -39,8 +39,11 @@ def cv(
     if data is not None:
         overrides["data"] = str(data)
     cfg = load_config(config, overrides)
-    err = console(stderr=True)
-    member = run_cv(cfg, config_path=config, folds_file=folds_file, tta=tta, out=out, progress=not quiet, log=lambda s: err.print(s, highlight=False))
+    from rockopt.report import Reporter
+
+    reporter = Reporter(bars=not quiet)
+    with reporter:
+        member = run_cv(cfg, config_path=config, folds_file=folds_file, tta=tta, out=out, progress=reporter.bar(), log=reporter.line)
     import json
 
     meta = json.loads((member / "member.json").read_text())
@@ -58,9 +61,11 @@ def predict(
     """Predict the test images; write the submission in the template's rows and column order."""
     import numpy as np
 
+    from rockopt.outputs import ensure_parent
     from rockopt.predict import predict_dir, softmax, write_submission
 
     _check_tta(tta)
+    ensure_parent(out, "--out")  # before the checkpoints are loaded and run
     ids, logits, classes = predict_dir(model, data, tta)
     path = write_submission(data, ids, [classes[i] for i in logits.argmax(1)], out)
     if save_logits:
@@ -87,6 +92,7 @@ def blend(
     from rockopt.ensemble.members import load_member, study_members
     from rockopt.ensemble.methods import METHODS
     from rockopt.errors import ConfigError
+    from rockopt.outputs import ensure_dir
     from rockopt.predict import write_submission
     from rockopt.tracking import Run
 
@@ -102,6 +108,7 @@ def blend(
         dirs = study_members(ostudy.study_name, [t.number for t in top_trials(ostudy, top)], members_root)
     if not dirs:
         raise ConfigError("nothing to blend: give --members DIR DIR ... or --study NAME --top K")
+    ensure_dir(out, "--out")  # before the fitting and the scores table, which would read as success
     loaded = [load_member(d) for d in dirs]
     err = console(stderr=True)
     result = blend_members(loaded, method, offsets, log=lambda s: err.print(s, highlight=False))

@@ -126,8 +126,11 @@ def best(
 
     from rich.table import Table
 
+    from rockopt.outputs import ensure_dir
     from rockopt.search.export import export_trials, load_existing, top_trials
 
+    if export:
+        ensure_dir(export, "--export")  # before the table: nothing printed as if it will succeed
     ostudy, url = load_existing(study, storage, study_name)
     trials = top_trials(ostudy, top)
     counts = Counter(t.state.name for t in ostudy.get_trials(deepcopy=False))

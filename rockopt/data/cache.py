@@ -38,6 +38,7 @@ import numpy as np
 from rockopt.data.images import decode_rgb
 from rockopt.data.layout import IMAGE_SUFFIXES, read_test_csv
 from rockopt.errors import DataError, UnreadableImage
+from rockopt.outputs import ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class ImageCache:
     def image(self, row: int) -> np.ndarray:
         offset, h, w = (int(v) for v in self.index[row])
         if h == 0:
-            raise UnreadableImage(f"{self.rels[row]}: could not be decoded when the cache was built")
+            raise UnreadableImage(self.rels[row], "could not be decoded when the cache was built")
         shard = self._shard(row // self.shard_size)
         return np.array(shard[offset : offset + h * w * 3]).reshape(h, w, 3)
 
@@ -184,11 +185,11 @@ def build_cache(
         raise DataError(f"cache size must be at least 16 px, got {size}")
     t0 = time.perf_counter()
     root = Path(data_root).expanduser()
+    _ensure_cache_dirs(root, cache_dir)  # before any decoding: an unwritable cache is one line
     rels = list_images(root)
     if not rels:
         raise DataError(f"{root}: no images to cache")
     path = cache_path(root, size, cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path.parent / f".s{size}.lock"):
         plan = {"size": size, "shard_size": shard_size, "root": str(root.resolve()), "rels": rels, "stats": stat_images(root, rels)}
         old = _read_plan(path)
@@ -219,6 +220,13 @@ def build_cache(
         cache = ImageCache(path)
     unreadable = [rels[i] for i in np.flatnonzero(cache.index[:, 1] == 0)]
     return BuildResult(cache, built, reused, unreadable, time.perf_counter() - t0)
+
+
+def _ensure_cache_dirs(root: Path, cache_dir: str | Path | None) -> None:
+    """Create CACHE_DIR and the data set's folder in it; ConfigError naming the setting when impossible."""
+    what = "cache_dir" if cache_dir else "image cache directory (set cache_dir or ROCKOPT_CACHE_DIR)"
+    ensure_dir(Path(cache_dir).expanduser() if cache_dir else default_cache_dir(), what)
+    ensure_dir(data_cache_dir(root, cache_dir), what)
 
 
 def _shard_rels(rels: list[str], k: int, shard_size: int) -> list[str]:

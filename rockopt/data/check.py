@@ -40,9 +40,9 @@ def _inspect(path: str) -> tuple[str, str | None]:
         return "", f"cannot read: {e.strerror}"
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
-        decode_rgb(data)
+        decode_rgb(data, name=path)
     except UnreadableImage as e:
-        return digest, str(e).split(": ", 1)[-1]
+        return digest, e.reason  # the report puts the relative path beside it
     return digest, None
 
 
@@ -67,7 +67,7 @@ def _inspect_all(paths: list[str], workers: int, progress: bool, label: str) -> 
 
 def check_dataset(root: str | Path, *, workers: int = 1, progress: bool = True) -> CheckReport:
     """Decode every image once; raise DataError when the layout itself is wrong."""
-    data = scan_train(root)
+    data = scan_train(root, allow_empty_classes=True)  # an empty class folder is a fatal problem to report (exit 1)
     report = CheckReport(data)
     results = _inspect_all(data.abs_paths(), workers, progress, "train images")
 
@@ -80,8 +80,11 @@ def check_dataset(root: str | Path, *, workers: int = 1, progress: bool = True) 
             readable[data.labels[i]] += 1
         if digest:
             by_hash[digest].append(i)
+    counts = data.counts()
     for c in np.flatnonzero(readable == 0):
-        report.fatal.append(f"class '{data.classes[c]}' has no readable image")
+        name = data.classes[c]
+        why = f"has no images (empty folder train/{name})" if counts[c] == 0 else "has no readable image"
+        report.fatal.append(f"class '{name}' {why}")
     for group in by_hash.values():
         if len({int(data.labels[i]) for i in group}) > 1:
             report.conflicts.append([data.paths[i] for i in group])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 from pathlib import Path
 
 import cv2
@@ -20,16 +22,20 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-def decode_rgb(data: bytes | str | Path, shorter: int | None = None) -> np.ndarray:
+def decode_rgb(data: bytes | str | Path, shorter: int | None = None, name: str | Path | None = None) -> np.ndarray:
     """HxWx3 uint8 RGB from file bytes or a path, EXIF orientation applied.
 
     SHORTER: resize so the shorter side is SHORTER (aspect kept, never enlarged). A JPEG is
     then decoded at a reduced DCT scale first (PIL's draft mode), which makes a 1.5 MP photo
     several times cheaper to read at 256 px. The image cache and the direct path both call
     this, so cached pixels are the ones a direct read would give.
+    NAME: the file the bytes came from, for messages (default: the path itself).
 
-    Raises UnreadableImage for a missing, unknown, corrupt or truncated file.
+    Raises UnreadableImage, naming the file, for a missing, empty, unknown, corrupt or truncated file.
     """
+    label = str(name if name is not None else ("<bytes>" if isinstance(data, bytes) else data))
+    if isinstance(data, bytes) and not data:
+        raise UnreadableImage(label, "empty file (0 bytes)")
     src = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
         with Image.open(src) as im:
@@ -39,10 +45,28 @@ def decode_rgb(data: bytes | str | Path, shorter: int | None = None) -> np.ndarr
             im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert("RGB"))
     except _DECODE_ERRORS as e:
-        raise UnreadableImage(f"{data if not isinstance(data, bytes) else '<bytes>'}: {e}") from None
+        raise UnreadableImage(label, _reason(e, data)) from None
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise UnreadableImage(f"{data}: empty image")
+        raise UnreadableImage(label, "empty image")
     return resize_shorter(arr, shorter) if shorter else arr
+
+
+def _reason(e: Exception, data: bytes | str | Path) -> str:
+    """PIL's words without the file object it was given: the caller names the file."""
+    if isinstance(e, UnidentifiedImageError):
+        empty = not isinstance(data, bytes) and _size(data) == 0
+        return "empty file (0 bytes)" if empty else "cannot identify image file (not an image, or a format PIL cannot read)"
+    if isinstance(e, FileNotFoundError):
+        return "file not found"
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the file", text)
+
+
+def _size(path: str | Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
 
 
 def resize_shorter(arr: np.ndarray, shorter: int) -> np.ndarray:

@@ -50,8 +50,12 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
-def scan_train(root: str | Path) -> TrainSet:
-    """Find every labelled image under ROOT/train/<Class>/. Raises DataError for a bad layout."""
+def scan_train(root: str | Path, *, allow_empty_classes: bool = False) -> TrainSet:
+    """Find every labelled image under ROOT/train/<Class>/. Raises DataError for a bad layout.
+
+    ALLOW_EMPTY_CLASSES: keep a class folder without images as a class of 0 images instead of
+    raising (`data check` reports it among the data set's problems).
+    """
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"data directory not found: {root}")
@@ -66,7 +70,7 @@ def scan_train(root: str | Path) -> TrainSet:
     classes, paths, labels, sizes = [], [], [], []
     for d in class_dirs:
         files = sorted(p for p in d.rglob("*") if _is_image(p))
-        if not files:
+        if not files and not allow_empty_classes:
             raise DataError(f"{d}: class '{d.name}' has no images")
         y = len(classes)
         classes.append(d.name)

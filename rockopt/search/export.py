@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rockopt.config import build_config, dump_config
 from rockopt.errors import ConfigError
+from rockopt.outputs import ensure_dir
 from rockopt.search.storage import describe_storage, exists_in, open_storage, resolve_storage
 from rockopt.tracking import client
 
@@ -36,9 +37,14 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     return done[:k]
 
 
-def export_trials(study: optuna.Study, trials: list[FrozenTrial], out: str | Path, storage_url: str) -> list[Path]:
-    """Per trial, OUT/trial-N/: config.yaml, best.pt (when kept) and summary.json. Tags the MLflow runs."""
-    out = Path(out)
+def export_trials(
+    study: optuna.Study, trials: list[FrozenTrial], out: str | Path, storage_url: str, what: str = "--export"
+) -> list[Path]:
+    """Per trial, OUT/trial-N/: config.yaml, best.pt (when kept) and summary.json. Tags the MLflow runs.
+
+    An OUT that cannot be written is a ConfigError naming it as WHAT, before anything is written.
+    """
+    out = ensure_dir(out, what)
     written = []
     mlflow = client()
     for t in trials:

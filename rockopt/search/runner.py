@@ -310,7 +310,7 @@ def run_search(
             "rockopt.objective": f"{spec.objective.metric} ({spec.objective.direction})",
             "rockopt.data_fingerprint": dataset.fingerprint,
             "rockopt.folds_fingerprint": folds.fingerprint,
-            "rockopt.invocation": invocation,
+            "rockopt.invocation": str(invocation),
             **({"rockopt.set": params_text(applied)} if applied else {}),
         },
     )

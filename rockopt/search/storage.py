@@ -18,12 +18,15 @@ import time
 from pathlib import Path
 
 import optuna
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from rockopt.errors import ConfigError
+from rockopt.outputs import ensure_parent
 from rockopt.tracking import mask_url
 
 STUDIES_DIR = Path("studies")
+SERVER_KINDS = ("postgresql", "postgres", "mysql", "mariadb")
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -57,16 +60,31 @@ def journal_path(url: str) -> Path:
     return Path(url)
 
 
+def check_server_url(url: str) -> None:
+    """Refuse a database-server URL that names no database, before any connection.
+
+    Without one, PostgreSQL connects to the user's default database (often the `postgres`
+    system database) and Optuna would create its tables there.
+    """
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        raise ConfigError(f"storage {mask_url(url)}: not a database URL") from None
+    if not database:
+        raise ConfigError(f"storage {mask_url(url)}: names no database; add it to the URL, e.g. .../rockopt")
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     kind = storage_kind(url)
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = journal_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = ensure_parent(journal_path(url), "storage")
         return JournalStorage(JournalFileBackend(str(path)))
     if kind == "sqlite":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        ensure_parent(url.removeprefix("sqlite:///"), "storage")
+    elif kind in SERVER_KINDS:
+        check_server_url(url)
     interval, grace = heartbeat_settings()
     engine_kwargs = {"connect_args": {"timeout": 60}} if kind == "sqlite" else {"pool_pre_ping": True}
     for attempt in range(4):

@@ -36,6 +36,27 @@ def _custom_factory(spec: str):
     return fn
 
 
+def _call_factory(spec: str, num_classes: int, pretrained: bool, pretrained_file: str | None) -> nn.Module:
+    """Call a `module:function` backbone; anything but a model factory is a ConfigError naming it."""
+    fn = _custom_factory(spec)
+    kwargs: dict = {"num_classes": num_classes}
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # some builtins have no signature: pass num_classes only
+        params = {}
+    if "pretrained_file" in params:
+        kwargs["pretrained_file"] = pretrained_file
+    if "pretrained" in params:
+        kwargs["pretrained"] = pretrained
+    try:
+        model = fn(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"backbone '{spec}' is not a model factory: calling it with num_classes failed ({_first_line(e)})") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"backbone '{spec}' is not a model factory: it returned {type(model).__name__}, not a torch nn.Module")
+    return model
+
+
 def check_backbone(name: str) -> None:
     """Raise ConfigError for a timm name that does not exist, suggesting close names."""
     import timm
@@ -83,14 +104,7 @@ def create_model(
 ) -> nn.Module:
     """The network with a fresh `num_classes` head. Errors name the backbone or file."""
     if ":" in backbone:
-        fn = _custom_factory(backbone)
-        kwargs = {"num_classes": num_classes}
-        params = inspect.signature(fn).parameters
-        if "pretrained_file" in params:
-            kwargs["pretrained_file"] = pretrained_file
-        if "pretrained" in params:
-            kwargs["pretrained"] = pretrained
-        return fn(**kwargs)
+        return _call_factory(backbone, num_classes, pretrained, pretrained_file)
 
     import timm
 
@@ -146,3 +160,7 @@ def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn
     if channels_last and device.type == "cuda":
         return model.to(device, memory_format=torch.channels_last)
     return model.to(device)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
