@@ -149,6 +149,7 @@ def test_a_resumed_study_refuses_a_set_that_changes_its_trials_and_takes_runtime
     code, _, err = run_cli("search", "--study", study_file, "--n-trials", "1", "-q")
     assert code == 0, err
     assert "changed" not in err
+    audit(_runs()[3]["trial-2"], {"epochs": 1, "cache": "auto"}, _study().trials[2])  # resumed without --set: the stored settings
     doc["fixed"]["lr"] = 0.01
     study_file.write_text(yaml.safe_dump(doc))
     code, _, err = run_cli("search", "--study", study_file, "--n-trials", "1", "-q")
