@@ -100,3 +100,55 @@ def test_sampler_refuses_a_batch_larger_than_the_data():
         UniformSampler(LABELS, 101)
     with pytest.raises(ValueError, match="hnm_ratio"):
         HardNegativeSampler(LABELS, 10, ratio=1.5)
+
+
+def _brute_pool(last: np.ndarray, memory: int) -> set[int]:
+    seen = np.flatnonzero(~np.isnan(last))
+    return set(seen[np.argsort(-last[seen], kind="stable")][:memory].tolist())
+
+
+@pytest.mark.parametrize("n, memory, batch", [(50, 7, 8), (1000, 64, 32), (3000, 1000, 64), (40, 64, 16)])
+def test_incremental_hnm_pool_matches_the_brute_force_pool_on_random_updates(n, memory, batch):
+    labels = np.arange(n) % 5
+    s = HardNegativeSampler(labels, batch, seed=0, memory=memory, ratio=0.5)
+    rng = np.random.default_rng(n)
+    last = np.full(n, np.nan)
+    for step in range(300):
+        idx = s.draw()
+        losses = rng.exponential(1.0, len(idx)).astype(np.float32)
+        if step % 7 == 0:  # now and then losses collapse: pool members must leave for outsiders
+            losses[:] = rng.random(len(idx)) * 1e-3
+        s.update(idx, losses)
+        for i, v in zip(idx, losses):  # in order: a repeated index keeps its last loss
+            last[i] = v
+        assert set(s.pool().tolist()) == _brute_pool(last.astype(np.float32), memory), step
+    np.testing.assert_array_equal(np.isnan(s.last_loss), np.isnan(last))
+    # a checkpoint's sampler rebuilds the same pool
+    t = HardNegativeSampler(labels, batch, seed=5, memory=memory, ratio=0.5)
+    t.load_state_dict(s.state_dict())
+    np.testing.assert_array_equal(np.sort(t.pool()), np.sort(s.pool()))
+
+
+def test_incremental_hnm_draws_follow_numpys_successive_sampling_distribution():
+    from rockopt.data.samplers._pool import HardPool
+
+    losses = np.array([5.0, 3.0, 1.0, 0.5, 0.25, 0.0, 2.0, 8.0], dtype=np.float32)
+    pool = HardPool(20, capacity=6)
+    pool.update(np.arange(8), losses)  # the top 6: indices 7, 0, 1, 6, 2, 3
+    members = pool.members()
+    np.testing.assert_array_equal(members, [7, 0, 1, 6, 2, 3])
+    w = losses[members].astype(np.float64) + 1e-12
+    rng, ref = np.random.default_rng(0), np.random.default_rng(1)
+    trials, k = 20000, 3
+    ours = np.zeros(20)
+    numpys = np.zeros(20)
+    for _ in range(trials):
+        d = pool.draw(k, rng)
+        assert len(d) == k and len(set(d.tolist())) == k and set(d.tolist()) <= set(members.tolist())
+        ours[d] += 1
+        numpys[ref.choice(members, size=k, replace=False, p=w / w.sum())] += 1
+    # inclusion frequencies agree within sampling noise (binomial sd <= 0.0036 here)
+    np.testing.assert_allclose(ours / trials, numpys / trials, atol=0.015)
+    # first picks are exactly proportional to loss
+    first = np.bincount([pool.draw(1, rng)[0] for _ in range(20000)], minlength=20)[members] / 20000
+    np.testing.assert_allclose(first, w / w.sum(), atol=0.012)

@@ -29,10 +29,14 @@ from rockopt.data.stream import TrainStream
 from rockopt.data.transforms import build_eval_transform, build_transform, random_flips, tta_views
 from rockopt.errors import ConfigError, RockoptError
 from rockopt.report import progress_display
+from rockopt.train.handover import LossHandover
 from rockopt.train.metrics import confusion_matrix, f1_per_class
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule
 from rockopt.train.precision import Precision
+
+
+PREFETCH_STEPS = 4  # effective batches drawn ahead in the modes that do not learn from losses
 
 
 class TrainingDiverged(RockoptError):
@@ -246,12 +250,14 @@ def fit(
         batch_size=cfg.batch_size,
         accumulation_steps=cfg.accumulation_steps,
         num_workers=workers,
-        # only hard-negative mining needs fresh draws; other modes may prefetch a little deeper
-        lookahead=cfg.hnm_lookahead if sampler.needs_losses else 2,
+        # only hard-negative mining needs fresh draws; other modes keep more work in flight, so
+        # that one slow worker or image does not stall a step
+        lookahead=cfg.hnm_lookahead if sampler.needs_losses else PREFETCH_STEPS,
         pin_memory=device.type == "cuda",
         seed=cfg.seed,
     )
     val_loader = eval_loader(val_ds, 2 * cfg.batch_size, workers, device, persistent=True)
+    handover = LossHandover(sampler, device)
 
     # optimizer and schedule
     optimizer = create_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
@@ -282,7 +288,8 @@ def fit(
             loss_sum = torch.zeros((), device=device)
             seen = 0
             for step in stream.epoch(epoch):
-                staleness = max(staleness, sampler.version - step.drawn_at_version)
+                # steps trained since the draw saw its last losses (the sampler may lag behind: handover)
+                staleness = max(staleness, updates - step.drawn_at_version)
                 n_step = sum(len(mb["index"]) for mb in step.micro_batches)
                 idx, plain = [], []
                 for mb in step.micro_batches:
@@ -311,12 +318,10 @@ def fit(
                     optimizer.zero_grad(set_to_none=True)
                 updates += 1
                 schedule.step_update(updates)
-                if sampler.needs_losses and idx:
-                    # one host copy per step: the next draw must see these losses
-                    sampler.update(torch.cat(idx).numpy(), torch.cat(plain).cpu().numpy())
-                else:
-                    sampler.update(np.empty(0, np.int64), np.empty(0, np.float32))
+                # the draws ahead see these losses: at once on the CPU, a step later on CUDA (no sync)
+                handover.push(torch.cat(idx) if idx else None, torch.cat(plain) if plain else None)
                 bar.advance(task)
+            handover.flush()  # the epoch's last losses, before the checkpoint saves the sampler
 
             train_loss = (loss_sum / max(seen, 1)).item()  # the epoch's one sync point for the loss
             if not np.isfinite(train_loss):
