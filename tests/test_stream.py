@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from rockopt.data.dataset import ImageDataset
 from rockopt.data.layout import scan_train
@@ -29,7 +30,8 @@ def test_hnm_batches_are_never_drawn_more_than_lookahead_steps_before_use(demo_d
             idx = np.concatenate([mb["index"].numpy() for mb in step.micro_batches])
             assert len(idx) == 12
             for mb in step.micro_batches:
-                assert tuple(mb["image"].shape[1:]) == (3, 32, 32)
+                images = torch.cat(mb["image"]) if isinstance(mb["image"], list) else mb["image"]
+                assert tuple(images.shape) == (len(mb["index"]), 3, 32, 32)
                 np.testing.assert_array_equal(mb["label"].numpy(), labels[mb["index"].numpy()])
             # the loop's update after the optimizer step
             sampler.update(idx, np.random.default_rng(len(staleness)).random(len(idx)))

@@ -44,18 +44,24 @@ class ImageDataset(Dataset):
             except UnreadableImage as e:
                 log.warning("skipping unreadable image %s", e)
                 skipped.append(int(i))
-        idx = torch.as_tensor(kept, dtype=torch.int64)
         if images:
             # NHWC -> NCHW view: channels-last strides for free, no copy
             x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
         else:
             x = torch.empty((0, 3, 1, 1), dtype=torch.uint8)
+        # the small fields as numpy: a loader that keeps them so (the training stream's) pickles
+        # them with the message, where a tensor would cost a shared-memory hand-over each
         return {
             "image": x,
-            "label": torch.as_tensor(self.labels[kept], dtype=torch.int64),
-            "index": idx,
-            "skipped": torch.as_tensor(skipped, dtype=torch.int64),
+            "label": self.labels[kept].astype(np.int64),
+            "index": np.asarray(kept, dtype=np.int64),
+            "skipped": np.asarray(skipped, dtype=np.int64),
         }
+
+
+def as_is(chunk: dict) -> dict:
+    """A loader's collate_fn that leaves a chunk as the dataset made it (numpy stays numpy)."""
+    return chunk
 
 
 def seed_worker(worker_id: int) -> None:
@@ -68,8 +74,13 @@ def seed_worker(worker_id: int) -> None:
         transform.set_random_seed(seed)
 
 
-def collate_chunks(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Join chunks into one batch; empty chunks (all images unreadable) are dropped."""
+def collate_chunks(chunks: list[dict[str, torch.Tensor]], join_images: bool = True) -> dict:
+    """Join chunks into one batch; empty chunks (all images unreadable) are dropped.
+
+    `join_images=False` leaves the images as a list of chunk tensors: the training loop joins
+    them on the device, so the host does not copy a batch of pixels once more between steps.
+    """
+    chunks = [{**c, **{k: torch.as_tensor(c[k], dtype=torch.int64) for k in ("label", "index", "skipped")}} for c in chunks]
     full = [c for c in chunks if len(c["index"])]
     skipped = torch.cat([c["skipped"] for c in chunks]) if chunks else torch.empty(0, dtype=torch.int64)
     if not full:
@@ -77,6 +88,7 @@ def collate_chunks(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     if len(full) == 1:
         out = dict(full[0])
     else:
-        out = {k: torch.cat([c[k] for c in full]) for k in ("image", "label", "index")}
+        out = {k: torch.cat([c[k] for c in full]) for k in ("label", "index")}
+        out["image"] = torch.cat([c["image"] for c in full]) if join_images else [c["image"] for c in full]
     out["skipped"] = skipped
     return out

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rockopt.data.dataset import ImageDataset, collate_chunks, seed_worker
+from rockopt.data.dataset import ImageDataset, as_is, collate_chunks, seed_worker
 from rockopt.data.samplers import BatchSampler
 
 
@@ -40,7 +40,10 @@ class _Feed:
 
 @dataclass
 class Step:
-    """The micro-batches of one optimizer step and the sampler version its indices were drawn at."""
+    """The micro-batches of one optimizer step and the sampler version its indices were drawn at.
+
+    A micro-batch's "image" is a uint8 NCHW tensor, or a list of them (one per worker chunk)
+    that the loop joins on its device."""
 
     micro_batches: list[dict[str, torch.Tensor]]
     drawn_at_version: int
@@ -84,6 +87,7 @@ class TrainStream:
             dataset,
             batch_size=None,
             sampler=self._feed,
+            collate_fn=as_is,  # chunks are joined here, by collate_chunks
             num_workers=self.num_workers,
             pin_memory=pin_memory,
             generator=torch.Generator().manual_seed(seed),
@@ -122,7 +126,7 @@ class TrainStream:
             if step and drawn < steps:
                 draw_next()  # the loop has applied step-1's update by the time it asks for this one
             micro = [
-                collate_chunks([next(it) for _ in range(self.chunks_per_micro)])
+                collate_chunks([next(it) for _ in range(self.chunks_per_micro)], join_images=False)
                 for _ in range(self.accumulation_steps)
             ]
             yield Step(micro, versions.popleft())

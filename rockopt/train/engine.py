@@ -123,7 +123,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 class Normalize(nn.Module):
-    """uint8 NCHW on the device -> float, normalised; channels-last on CUDA."""
+    """uint8 NCHW (or a list of chunks) -> float on the device, normalised; channels-last on CUDA."""
 
     def __init__(self, mean, std, device: torch.device, channels_last: bool):
         super().__init__()
@@ -132,7 +132,9 @@ class Normalize(nn.Module):
         self.fmt = torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
         self.device = device
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        if isinstance(x, list):  # worker chunks: joined on the device, not copied once more on the host
+            x = torch.cat([c.to(self.device, non_blocking=True) for c in x])
         x = x.to(self.device, non_blocking=True).float()
         return ((x - self.mean) / self.std).contiguous(memory_format=self.fmt)
 
