@@ -93,6 +93,9 @@ def _read(path: Path, data: TrainSet) -> Folds:
             f"({added} new or relabelled, {removed} gone or resized); "
             "delete the file to draw new folds, or point folds_file elsewhere"
         )
-    by_path = dict(zip(df["path"], df["fold"]))
-    fold = np.asarray([by_path[p] for p in data.paths], dtype=np.int64)
+    if df["path"].tolist() == list(data.paths):  # the order the file was written in: no lookups
+        fold = df["fold"].to_numpy(dtype=np.int64)
+    else:
+        by_path = dict(zip(df["path"], df["fold"]))
+        fold = np.asarray([by_path[p] for p in data.paths], dtype=np.int64)
     return Folds(fold, int(meta["k"]), int(meta["seed"]), path)

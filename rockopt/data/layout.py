@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -32,22 +33,62 @@ class TrainSet:
         return len(self.paths)
 
     def abs_paths(self) -> list[str]:
-        return [str(self.root / p) for p in self.paths]
+        """str(root / path) of every sample (joined as strings: pathlib costs ~5 us a path, 2 s at Dacon scale)."""
+        base = str(self.root)
+        prefix = "" if base == "." else base.rstrip("/") + "/"  # Path('.') / 'train/x' is 'train/x'
+        return [prefix + p for p in self.paths]
 
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.classes))
 
-    @property
+    @cached_property  # the set is frozen; runs ask for it several times (folds, tags, members)
     def fingerprint(self) -> str:
         """Changes when a file is added, removed, relabelled or changes size."""
-        h = hashlib.sha1()
-        for p, y, s in zip(self.paths, self.labels, self.sizes):
-            h.update(f"{p}\t{self.classes[y]}\t{s}\n".encode())
-        return h.hexdigest()[:16]
+        # one update over the joined lines: the same digest as one update per line
+        lines = "".join(f"{p}\t{self.classes[y]}\t{s}\n" for p, y, s in zip(self.paths, self.labels.tolist(), self.sizes))
+        return hashlib.sha1(lines.encode()).hexdigest()[:16]
 
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+def _is_image_name(name: str) -> bool:
+    """An image's file name: a known suffix (as Path.suffix reads it, any case), not hidden."""
+    i = name.rfind(".")
+    return 0 < i < len(name) - 1 and name[i:].lower() in IMAGE_SUFFIXES and not name.startswith(".")
+
+
+def find_images(directory: str | Path) -> list[tuple[str, os.DirEntry]]:
+    """(posix path relative to DIRECTORY, its DirEntry) of every image file under DIRECTORY, unsorted.
+
+    The files `DIRECTORY.rglob("*")` yields that are files (symlinks followed), have an image
+    suffix and are not hidden; like rglob, it does not enter symlinked folders and skips folders
+    it may not read. os.scandir gives each entry's type with the listing, so the only system
+    call per file is the caller's stat (pathlib spends ~50 us a file: 20 s on Dacon's 380k).
+    """
+    out: list[tuple[str, os.DirEntry]] = []
+    stack = [(os.fspath(directory), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except PermissionError:
+            continue
+        for e in entries:
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append((e.path, f"{prefix}{e.name}/"))
+            elif _is_image_name(e.name) and _is_file(e):
+                out.append((prefix + e.name, e))
+    return out
+
+
+def _is_file(e: os.DirEntry) -> bool:
+    try:
+        return e.is_file()
+    except OSError:
+        return False
 
 
 def scan_train(root: str | Path, *, allow_empty_classes: bool = False) -> TrainSet:
@@ -69,15 +110,17 @@ def scan_train(root: str | Path, *, allow_empty_classes: bool = False) -> TrainS
         raise DataError(f"{train}: no class folders (expected train/<Class>/<image>)")
     classes, paths, labels, sizes = [], [], [], []
     for d in class_dirs:
-        files = sorted(p for p in d.rglob("*") if _is_image(p))
+        # sorted as Paths compare (part by part), so 'a/x' comes before 'a-b/x' as it always did
+        files = sorted(find_images(d), key=lambda f: f[0].split("/"))
         if not files and not allow_empty_classes:
             raise DataError(f"{d}: class '{d.name}' has no images")
         y = len(classes)
         classes.append(d.name)
-        for f in files:
-            paths.append(f.relative_to(root).as_posix())
+        prefix = f"train/{d.name}/"
+        for rel, entry in files:
+            paths.append(prefix + rel)
             labels.append(y)
-            sizes.append(f.stat().st_size)
+            sizes.append(entry.stat().st_size)  # follows a symlink, as Path.stat did
     return TrainSet(root, tuple(classes), tuple(paths), np.asarray(labels, dtype=np.int64), tuple(sizes))
 
 
@@ -98,4 +141,5 @@ def read_test_csv(root: str | Path):
 def resolve_test_path(root: Path, img_path: str) -> Path:
     """test.csv paths are relative to the data directory (`./test/TEST_00000.jpg`)."""
     # normpath, not resolve: the same spelling as training paths, for the image cache's lookups
-    return Path(os.path.normpath(root / img_path)) if not Path(img_path).is_absolute() else Path(img_path)
+    # strings, not pathlib, until the end: test sets have ~100k rows
+    return Path(img_path) if os.path.isabs(img_path) else Path(os.path.normpath(os.path.join(root, img_path)))

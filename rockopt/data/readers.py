@@ -106,4 +106,10 @@ def _stale(cache: ImageCache, data_root: str | Path, paths: Sequence[str]) -> bo
 
 def _rels(paths: Sequence[str], data_root: str | Path) -> list[str]:
     root = os.path.abspath(data_root)
-    return [Path(os.path.relpath(os.path.abspath(p), root)).as_posix() for p in paths]
+    under = root if root.endswith("/") else root + "/"
+    out = []
+    for p in paths:
+        a = os.path.abspath(p)
+        # under the root, relpath is the tail of the normalised path: a slice instead of ~35 us of relpath + Path
+        out.append(a[len(under):] if a.startswith(under) else Path(os.path.relpath(a, root)).as_posix())
+    return out
