@@ -69,8 +69,7 @@ def host_cost(mode: str, n: int, *, batch: int = 64, workers: int = 2, steps: in
     import rockopt.data.stream as stream_mod
     from rockopt.data.dataset import ImageDataset
     from rockopt.data.samplers import create_sampler
-    from rockopt.data.stream import TrainStream
-    from rockopt.train.engine import PREFETCH_STEPS
+    from rockopt.data.stream import TrainStream, stream_plan
     from rockopt.train.handover import LossHandover
 
     labels = dacon_labels(n)
@@ -84,7 +83,7 @@ def host_cost(mode: str, n: int, *, batch: int = 64, workers: int = 2, steps: in
     totals = dict.fromkeys(STAGES, 0.0)
     sampler.draw = _Timed(sampler.draw, totals, "draw")
     sampler.update = _Timed(sampler.update, totals, "update")
-    stream = TrainStream(ds, sampler, batch_size=batch, num_workers=workers, lookahead=1 if sampler.needs_losses else PREFETCH_STEPS)
+    stream = TrainStream(ds, sampler, batch_size=batch, num_workers=workers, **stream_plan(sampler.needs_losses, 1, workers))
     stream._split = _Timed(stream._split, totals, "chunking")
     plain_collate = stream_mod.collate_chunks
     stream_mod.collate_chunks = _Timed(plain_collate, totals, "collate")

@@ -63,3 +63,22 @@ def test_uniform_stream_serves_each_sample_once_per_epoch(demo_data):
         seen += [i for mb in step.micro_batches for i in mb["index"].tolist()]
         sampler.update(np.empty(0), np.empty(0))
     assert len(seen) == len(set(seen)) == (len(labels) // 10) * 10
+
+
+def test_modes_that_do_not_learn_from_losses_hand_whole_micro_batches_many_steps_ahead(demo_data):
+    from rockopt.data.stream import stream_plan
+
+    ds, labels = _dataset(demo_data)
+    plan = stream_plan(False, 1, workers=2)
+    assert plan == {"lookahead": 4, "split_batches": False}
+    assert stream_plan(True, 1, workers=2) == {"lookahead": 1, "split_batches": True}
+    sampler = UniformSampler(labels, 12, seed=0)
+    stream = TrainStream(ds, sampler, batch_size=6, accumulation_steps=2, num_workers=2, **plan)
+    assert stream.chunks_per_micro == 1 and stream.num_workers == 2
+    seen = []
+    for step in stream.epoch(1):
+        for mb in step.micro_batches:
+            assert not isinstance(mb["image"], list) and len(mb["index"]) == 6  # one chunk: nothing to join
+            seen += mb["index"].tolist()
+        sampler.update(np.empty(0), np.empty(0))
+    assert len(seen) == len(set(seen)) == (len(labels) // 12) * 12

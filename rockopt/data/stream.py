@@ -49,6 +49,22 @@ class Step:
     drawn_at_version: int
 
 
+PREFETCH_STEPS = 4  # at least this many steps in flight in the modes that do not learn from losses
+
+
+def stream_plan(needs_losses: bool, hnm_lookahead: int, workers: int) -> dict:
+    """How far ahead to draw, and whether to split batches over the workers.
+
+    Hard-negative mining must draw late (`hnm_lookahead` steps ahead), so each batch is split
+    over all workers to finish in time. The other modes may draw far ahead: a whole micro-batch
+    per worker, as many steps in flight as there are workers (at least 4), costs the host one
+    hand-over per micro-batch and rides out a slow worker or image.
+    """
+    if needs_losses:
+        return {"lookahead": hnm_lookahead, "split_batches": True}
+    return {"lookahead": max(PREFETCH_STEPS, workers), "split_batches": False}
+
+
 class TrainStream:
     """Iterate `epoch()` for the steps of one epoch; call the sampler's `update` before the next step."""
 
@@ -61,6 +77,7 @@ class TrainStream:
         accumulation_steps: int = 1,
         num_workers: int = 0,
         lookahead: int = 1,
+        split_batches: bool = True,
         pin_memory: bool = False,
         seed: int = 0,
     ):
@@ -72,7 +89,9 @@ class TrainStream:
         self.lookahead = lookahead
         if lookahead == 0:
             num_workers = 0  # fully synchronous: nothing may be loaded before it is drawn
-        self.chunks_per_micro = max(1, min(num_workers, batch_size))
+        # split: one chunk per worker, so a shallow window still keeps every worker busy;
+        # whole: one chunk per micro-batch (a hand-over per chunk is the host's main cost per step)
+        self.chunks_per_micro = max(1, min(num_workers, batch_size)) if split_batches else 1
         window = lookahead * accumulation_steps * self.chunks_per_micro  # chunks drawn beyond the current step
         self.num_workers = min(num_workers, window)
         self._feed = _Feed()

@@ -25,7 +25,7 @@ from rockopt.data.dataset import ImageDataset, seed_worker
 from rockopt.data.readers import open_reader
 from rockopt.data.samplers import create_sampler
 from rockopt.data.split import Split
-from rockopt.data.stream import TrainStream
+from rockopt.data.stream import TrainStream, stream_plan
 from rockopt.data.transforms import build_eval_transform, build_transform, random_flips, tta_views
 from rockopt.errors import ConfigError, RockoptError
 from rockopt.report import progress_display
@@ -34,9 +34,6 @@ from rockopt.train.metrics import confusion_matrix, f1_per_class
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule
 from rockopt.train.precision import Precision
-
-
-PREFETCH_STEPS = 4  # effective batches drawn ahead in the modes that do not learn from losses
 
 
 class TrainingDiverged(RockoptError):
@@ -252,9 +249,7 @@ def fit(
         batch_size=cfg.batch_size,
         accumulation_steps=cfg.accumulation_steps,
         num_workers=workers,
-        # only hard-negative mining needs fresh draws; other modes keep more work in flight, so
-        # that one slow worker or image does not stall a step
-        lookahead=cfg.hnm_lookahead if sampler.needs_losses else PREFETCH_STEPS,
+        **stream_plan(sampler.needs_losses, cfg.hnm_lookahead, workers),
         pin_memory=device.type == "cuda",
         seed=cfg.seed,
     )
