@@ -4,8 +4,10 @@ A DataLoader asks its sampler for indices as far ahead as it prefetches; the see
 loader ran ~64 batches ahead, so hard-negative mining drew from a pool dozens of steps old.
 Here the sampler draws only when the loop asks for the next effective batch (after the
 previous optimizer step and its pool update), `lookahead` batches ahead of use, and the
-DataLoader's prefetch window is sized to never need more than that. Each micro-batch is
-split into one chunk per worker so that a shallow window still keeps every worker busy.
+DataLoader's prefetch window is sized to never need more than that. With `split_batches`
+(hard-negative mining) each micro-batch is split into one chunk per worker so that a
+shallow window still keeps every worker busy; otherwise a worker decodes a whole micro-batch
+and the window is deep (`stream_plan`), one hand-over per micro-batch.
 """
 
 from __future__ import annotations
