@@ -28,51 +28,32 @@ def _pow2(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
 
+MAX, MIN, SUM = 0, 1, 2  # what a tree's inner node holds of its two children
+
+
 @numba.njit(cache=True, nogil=True)
-def _set_max(tree, size, i, v):  # pragma: no cover - compiled
+def _set(tree, size, i, v, op):  # pragma: no cover - compiled
+    """Leaf I of TREE becomes V; the nodes above it are recomputed with OP."""
     node = size + i
     tree[node] = v
     node //= 2
     while node >= 1:
         a, b = tree[2 * node], tree[2 * node + 1]
-        tree[node] = a if a >= b else b
+        if op == SUM:
+            tree[node] = a + b
+        elif op == MAX:
+            tree[node] = a if a >= b else b
+        else:
+            tree[node] = a if a <= b else b
         node //= 2
 
 
 @numba.njit(cache=True, nogil=True)
-def _set_min(tree, size, i, v):  # pragma: no cover - compiled
-    node = size + i
-    tree[node] = v
-    node //= 2
-    while node >= 1:
-        a, b = tree[2 * node], tree[2 * node + 1]
-        tree[node] = a if a <= b else b
-        node //= 2
-
-
-@numba.njit(cache=True, nogil=True)
-def _set_sum(tree, size, i, v):  # pragma: no cover - compiled
-    node = size + i
-    tree[node] = v
-    node //= 2
-    while node >= 1:
-        tree[node] = tree[2 * node] + tree[2 * node + 1]
-        node //= 2
-
-
-@numba.njit(cache=True, nogil=True)
-def _arg_max(tree, size):  # pragma: no cover - compiled
+def _root_leaf(tree, size):  # pragma: no cover - compiled
+    """The leaf holding a max- or min-tree's root value (the left one on a tie)."""
     node = 1
     while node < size:
-        node = 2 * node if tree[2 * node] >= tree[2 * node + 1] else 2 * node + 1
-    return node - size
-
-
-@numba.njit(cache=True, nogil=True)
-def _arg_min(tree, size):  # pragma: no cover - compiled
-    node = 1
-    while node < size:
-        node = 2 * node if tree[2 * node] <= tree[2 * node + 1] else 2 * node + 1
+        node = 2 * node if tree[2 * node] == tree[node] else 2 * node + 1
     return node - size
 
 
@@ -84,24 +65,24 @@ def _update(last, outside, n_size, low, total, k_size, slot_item, slot_of, count
         last[i] = losses[t]
         s = slot_of[i]
         if s >= 0:
-            _set_min(low, k_size, s, v)
-            _set_sum(total, k_size, s, v + EPS)
+            _set(low, k_size, s, v, MIN)
+            _set(total, k_size, s, v + EPS, SUM)
         else:
-            _set_max(outside, n_size, i, v)
+            _set(outside, n_size, i, v, MAX)
         # restore the invariant: one swap at most after a single change
         while outside[1] > low[1]:
-            j = _arg_max(outside, n_size)
+            j = _root_leaf(outside, n_size)
             vj = outside[1]
-            s = _arg_min(low, k_size)
+            s = _root_leaf(low, k_size)
             old = slot_item[s]
             slot_item[s] = j
             slot_of[j] = s
-            _set_max(outside, n_size, j, -np.inf)
-            _set_min(low, k_size, s, vj)
-            _set_sum(total, k_size, s, vj + EPS)
+            _set(outside, n_size, j, -np.inf, MAX)
+            _set(low, k_size, s, vj, MIN)
+            _set(total, k_size, s, vj + EPS, SUM)
             if old >= 0:
                 slot_of[old] = -1
-                _set_max(outside, n_size, old, np.float64(last[old]))
+                _set(outside, n_size, old, np.float64(last[old]), MAX)
             else:
                 count[0] += 1
 
@@ -129,10 +110,10 @@ def _draw(total, k_size, slot_item, u, out):  # pragma: no cover - compiled
         out[n] = slot_item[s]
         picked[n] = s
         saved[n] = total[node]
-        _set_sum(total, k_size, s, 0.0)
+        _set(total, k_size, s, 0.0, SUM)
         n += 1
     for t in range(n):  # put the picks back for the next draw
-        _set_sum(total, k_size, picked[t], saved[t])
+        _set(total, k_size, picked[t], saved[t], SUM)
     return n
 
 
