@@ -74,11 +74,11 @@ def seed_worker(worker_id: int) -> None:
         transform.set_random_seed(seed)
 
 
-def collate_chunks(chunks: list[dict[str, torch.Tensor]], join_images: bool = True) -> dict:
+def collate_chunks(chunks: list[dict]) -> dict:
     """Join chunks into one batch; empty chunks (all images unreadable) are dropped.
 
-    `join_images=False` leaves the images as a list of chunk tensors: the training loop joins
-    them on the device, so the host does not copy a batch of pixels once more between steps.
+    The images of several chunks stay a list of chunk tensors: the training loop joins them
+    on its device, so the host does not copy a batch of pixels once more between steps.
     """
     chunks = [{**c, **{k: torch.as_tensor(c[k], dtype=torch.int64) for k in ("label", "index", "skipped")}} for c in chunks]
     full = [c for c in chunks if len(c["index"])]
@@ -89,6 +89,6 @@ def collate_chunks(chunks: list[dict[str, torch.Tensor]], join_images: bool = Tr
         out = dict(full[0])
     else:
         out = {k: torch.cat([c[k] for c in full]) for k in ("label", "index")}
-        out["image"] = torch.cat([c["image"] for c in full]) if join_images else [c["image"] for c in full]
+        out["image"] = [c["image"] for c in full]
     out["skipped"] = skipped
     return out

@@ -147,7 +147,7 @@ class TrainStream:
             if step and drawn < steps:
                 draw_next()  # the loop has applied step-1's update by the time it asks for this one
             micro = [
-                collate_chunks([next(it) for _ in range(self.chunks_per_micro)], join_images=False)
+                collate_chunks([next(it) for _ in range(self.chunks_per_micro)])
                 for _ in range(self.accumulation_steps)
             ]
             yield Step(micro, versions.popleft())
