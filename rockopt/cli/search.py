@@ -66,22 +66,19 @@ def search(
 def _launch_workers(study, data, n_trials, timeout, storage, study_name, sets, workers, gpu_ids) -> None:
     import os
 
-    from rockopt.errors import ConfigError
+    from rockopt.config import parse_sets
     from rockopt.search.doctor import diagnose, repair
     from rockopt.search.export import load_existing
     from rockopt.search.locks import study_lock
+    from rockopt.search.runner import check_request
     from rockopt.search.storage import describe_storage, open_storage, resolve_storage
-    from rockopt.search.study_file import load_study_file
+    from rockopt.search.study_file import load_study_file, with_overrides
     from rockopt.search.workers import launch
     from rockopt.tracking import experiment_id
 
-    from rockopt.config import parse_sets
-    from rockopt.search.study_file import check_overrides
-
-    spec, source = load_study_file(study, fixed_overrides=None)  # fail here, once, on a bad file
-    check_overrides(spec, parse_sets(sets), source.stem)
-    if n_trials is not None and n_trials < 1:
-        raise ConfigError(f"--n-trials must be at least 1, but got {n_trials}")
+    file_spec, source = load_study_file(study)  # fail here, once, on a bad file or request
+    spec = with_overrides(file_spec, parse_sets(sets), source)
+    check_request(spec, data, n_trials, timeout)
     name = study_name or source.stem
     url = resolve_storage(storage, name, workers)
     with study_lock(url, name):

@@ -27,7 +27,7 @@ from rockopt.search.doctor import repair_gone_local_workers
 from rockopt.search.locks import study_lock
 from rockopt.search.objective import Objective
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
-from rockopt.search.study_file import StudySpec, base_settings, load_study_file
+from rockopt.search.study_file import StudySpec, base_settings, load_study_file, with_overrides
 from rockopt.tracking import Run, experiment_id, temp_dir
 from rockopt.train.engine import image_reader
 
@@ -222,7 +222,7 @@ def _ctrl_c() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _check_request(spec: StudySpec, data: str | Path | None, n_trials: int | None, timeout: float | None) -> None:
+def check_request(spec: StudySpec, data: str | Path | None, n_trials: int | None, timeout: float | None) -> None:
     """What can be refused before anything is created: no study, folds file or MLflow run is left behind."""
     if n_trials is not None and n_trials < 1:
         raise ConfigError(f"--n-trials must be at least 1, but got {n_trials}")
@@ -252,13 +252,13 @@ def run_search(
     not a terminal). Notes are printed as they arise, before the first trial.
     """
     overrides = dict(overrides or {})
-    spec, source = load_study_file(study, fixed_overrides=overrides)
-    file_spec, _ = load_study_file(study)
-    _check_request(spec, data, n_trials, timeout)
+    file_spec, source = load_study_file(study)
+    check_request(with_overrides(file_spec, overrides, source), data, n_trials, timeout)
     name = study_name or source.stem
     url = resolve_storage(storage, name)
     me = worker_id()
-    reporter = Reporter(bars=progress, prefix=f"[w{me.rsplit(':w', 1)[1]}] " if ":w" in me else "")
+    label = me.rsplit(":w", 1)[1] if ":w" in me else ""  # the launcher's worker number
+    reporter = Reporter(bars=progress, prefix=f"[w{label}] " if label else "")
     notes: list[str] = []
 
     def note(text: str) -> None:
@@ -298,7 +298,7 @@ def run_search(
     experiment_id(name, description=spec.description.strip() or None)
     parent = Run(
         name,
-        f"search-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-w{me.rsplit(':w', 1)[1]}" if ":w" in me else ""),
+        f"search-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-w{label}" if label else ""),
         tags={
             "rockopt.study": name,
             "rockopt.worker": me,

@@ -150,22 +150,29 @@ def find_study_file(name: str | Path) -> Path:
     raise ConfigError(f"no study named '{name}' (looked in ./studies/ and the rockopt checkout); known: {', '.join(shipped) or 'none'}")
 
 
-def load_study_file(name: str | Path, fixed_overrides: dict[str, Any] | None = None) -> tuple[StudySpec, Path]:
-    """Read and validate a study file; `fixed_overrides` (from --set) update its fixed settings."""
+def load_study_file(name: str | Path) -> tuple[StudySpec, Path]:
+    """Read and validate a study file."""
     path = find_study_file(name)
     raw = _paths_relative_to(read_yaml(path), path.parent)
     try:
         spec = StudySpec(**raw)
     except ValidationError as e:
         raise ConfigError(_describe(e, path)) from None
-    if fixed_overrides:
-        check_overrides(spec, fixed_overrides, path.stem)
-        spec = spec.model_copy(update={"fixed": {**spec.fixed, **fixed_overrides}})
     validate_against_config(spec, str(path))
     return spec, path
 
 
-def check_overrides(spec: StudySpec, overrides: dict[str, Any], study: str) -> None:
+def with_overrides(spec: StudySpec, overrides: dict[str, Any], path: Path) -> StudySpec:
+    """SPEC (read from PATH) with `--set` values fixed, validated as a whole again."""
+    if not overrides:
+        return spec
+    _check_overrides(spec, overrides, path.stem)
+    spec = spec.model_copy(update={"fixed": {**spec.fixed, **overrides}})
+    validate_against_config(spec, str(path))
+    return spec
+
+
+def _check_overrides(spec: StudySpec, overrides: dict[str, Any], study: str) -> None:
     """`--set` on a study may fix a setting, never one the study searches (the trial's value would win)."""
     searched = [k for k in overrides if k in spec.space]
     if searched:
