@@ -27,3 +27,8 @@ class UnreadableImage(Exception):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its type's name when it has none), for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from rockopt.errors import UnreadableImage
+from rockopt.errors import UnreadableImage, first_line
 
 # PIL raises on a truncated file only while this is False (its default); say so explicitly,
 # since a truncated JPEG decoded with grey filler is a silently wrong training sample.
@@ -58,8 +58,7 @@ def _reason(e: Exception, data: bytes | str | Path) -> str:
         return "empty file (0 bytes)" if empty else "cannot identify image file (not an image, or a format PIL cannot read)"
     if isinstance(e, FileNotFoundError):
         return "file not found"
-    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the file", text)
+    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the file", first_line(e))
 
 
 def _size(path: str | Path) -> int:

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from rockopt.config import RUNTIME_KEYS, build_config
-from rockopt.errors import ConfigError
+from rockopt.errors import ConfigError, first_line
 from rockopt.jobs import check_fold, prepare_data
 from rockopt.outputs import ensure_dir
 from rockopt.report import Reporter, params_text, short
@@ -168,7 +168,7 @@ def _log_plots(study: optuna.Study, run: Run, note: Callable[[str], None]) -> No
             try:
                 ax = plot(study)
             except Exception as e:  # a plot is a nicety: too few trials for it must not fail a finished search
-                note(f"no {name} plot: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                note(f"no {name} plot: {first_line(e)}")
                 continue
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(10, 6)

@@ -21,7 +21,7 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
-from rockopt.errors import ConfigError
+from rockopt.errors import ConfigError, first_line
 from rockopt.outputs import ensure_parent
 from rockopt.tracking import mask_url
 
@@ -100,8 +100,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             # workers on several hosts creating the tables of an empty database at once: one wins, retry
             time.sleep(0.5 + random.random() * (attempt + 1))
         except (SQLAlchemyError, ImportError, ValueError) as e:  # driver or connection: one line, never the password
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ConfigError(f"cannot open storage {mask_url(url)}: {mask_url(first)}") from None
+            raise ConfigError(f"cannot open storage {mask_url(url)}: {mask_url(first_line(e))}") from None
     raise ConfigError(f"cannot open storage {mask_url(url)}: its tables could not be created")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rockopt.errors import ConfigError
+from rockopt.errors import ConfigError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,7 +51,7 @@ def _call_factory(spec: str, num_classes: int, pretrained: bool, pretrained_file
     try:
         model = fn(**kwargs)
     except TypeError as e:
-        raise ConfigError(f"backbone '{spec}' is not a model factory: calling it with num_classes failed ({_first_line(e)})") from None
+        raise ConfigError(f"backbone '{spec}' is not a model factory: calling it with num_classes failed ({first_line(e)})") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"backbone '{spec}' is not a model factory: it returned {type(model).__name__}, not a torch nn.Module")
     return model
@@ -76,7 +76,7 @@ def _check_file_matches(model: nn.Module, file: Path, backbone: str) -> None:
     try:
         state = load_state_dict(str(file))
     except (RuntimeError, OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"weights file {file} could not be read: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"weights file {file} could not be read: {first_line(e)}") from None
     classifier = getattr(model, "pretrained_cfg", {}).get("classifier") or ()
     classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
     expected = {
@@ -121,10 +121,10 @@ def create_model(
         model = timm.create_model(backbone, **kwargs)
     except RuntimeError as e:  # state-dict mismatch or unreadable checkpoint
         src = f"weights file {pretrained_file}" if pretrained_file else "pretrained weights"
-        raise ConfigError(f"{src} do not fit backbone '{backbone}': {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{src} do not fit backbone '{backbone}': {first_line(e)}") from None
     except OSError as e:  # hub unreachable or file problem
         if pretrained_file:
-            raise ConfigError(f"weights file {pretrained_file}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"weights file {pretrained_file}: {first_line(e)}") from None
         raise ConfigError(
             f"could not fetch pretrained weights for '{backbone}' ({type(e).__name__}); "
             "give a local file with --set pretrained_file=PATH, or --set pretrained=false"
@@ -160,7 +160,3 @@ def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn
     if channels_last and device.type == "cuda":
         return model.to(device, memory_format=torch.channels_last)
     return model.to(device)
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
