@@ -1,3 +1,3 @@
-from rockopt.cli import main
+from rockopt.cli import run
 
-main()
+run()

@@ -70,3 +70,23 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def run() -> None:
+    """The `rockopt` program. A command stopped by Ctrl-C (exit code 130) ends the way any Unix
+    program stopped by Ctrl-C does: killed by SIGINT, so the shell loop, `make` or script that
+    ran it stops too. Python ends that way for a KeyboardInterrupt nobody caught, after its exit
+    handlers and flushes; exiting 130 instead would make it depend on where the interrupt landed
+    (one landing in code a library builds with exec() already does it)."""
+    try:
+        main()
+    except SystemExit as e:
+        if e.code != 130:
+            raise
+        sys.excepthook = _no_traceback_for_ctrl_c
+        raise KeyboardInterrupt from None
+
+
+def _no_traceback_for_ctrl_c(kind, value, tb) -> None:
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
