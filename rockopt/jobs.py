@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rockopt.config import TrainConfig, dump_config
+from rockopt.config import RUNTIME_KEYS, TrainConfig, build_config, dump_config
 from rockopt.data.cache import data_cache_dir
 from rockopt.data.folds import Folds, default_folds_path, load_or_create_folds
 from rockopt.data.layout import TrainSet, scan_train
 from rockopt.data.split import first_unreadable_class, make_split
 from rockopt.errors import ConfigError, DataError
 from rockopt.outputs import ensure_dir
-from rockopt.train.engine import EpochResult, FitResult, fit
+from rockopt.report import params_text
+from rockopt.train.engine import LAST, EpochResult, FitResult, epoch_history, fit, load_state
 from rockopt.tracking import Run, confusion_png
 
 
@@ -65,20 +66,37 @@ def train_in_run(
     on_epoch: Callable[[EpochResult], None] | None = None,
     progress=True,
     omit_params: set[str] = frozenset(),
+    resume: dict | None = None,
 ) -> FitResult:
     """Train one fold and log it all to RUN (params, per-epoch metrics, result files).
 
     The caller owns the run and decides how it ends. `omit_params`: settings not to log as
     params (a search leaves out conditional parameters that did not apply to the trial).
+    RESUME: a saved state (`last.pt`) to continue from. When RUN is the run that saved it,
+    its params and earlier epochs are already there; otherwise (a retried trial's new run)
+    they are logged first, and the earlier epochs go through ON_EPOCH again (a pruner sees
+    every epoch).
     """
     check_fold(folds, fold)
     cfg = cfg.model_copy(update={"fold": fold, "folds": folds.k})
     split = make_split(data, folds, fold)
     run_dir.mkdir(parents=True, exist_ok=True)
-    run.log_params({k: v for k, v in cfg.flat().items() if k not in omit_params})
-    run.log_artifact(dump_config(cfg, run_dir / "config.yaml"))
+    same_run = resume is not None and resume["meta"].get("mlflow_run_id") == run.id
+    if same_run:
+        saved = resume["config"]
+        changed = {k: v for k, v in cfg.flat().items() if k in RUNTIME_KEYS and saved.get(k) != v}
+        run.set_tags(
+            {"rockopt.resumed_at_epoch": resume["epoch"]} | ({"rockopt.resumed_with": params_text(changed)} if changed else {})
+        )
+    else:
+        run.log_params({k: v for k, v in cfg.flat().items() if k not in omit_params})
+        run.log_artifact(dump_config(cfg, run_dir / "config.yaml"))
 
     best = {"best_val_f1": -1.0, "best_epoch": 0}
+    if same_run:
+        for res in epoch_history(resume):
+            if res.val_f1 > best["best_val_f1"]:
+                best.update(best_val_f1=res.val_f1, best_epoch=res.epoch)
 
     def log_epoch(res: EpochResult) -> None:
         # the best so far at every epoch: a run stopped early (pruned, failed, killed) still
@@ -91,7 +109,13 @@ def train_in_run(
         if on_epoch:
             on_epoch(res)
 
-    result = fit(cfg, split, out_dir=run_dir, on_epoch=log_epoch, progress=progress)
+    if resume is not None and not same_run:
+        for res in epoch_history(resume):
+            log_epoch(res)
+    result = fit(
+        cfg, split, out_dir=run_dir, on_epoch=log_epoch, progress=progress, resume=resume,
+        meta={"mlflow_run_id": run.id, "experiment": cfg.experiment, "folds_file": str(folds.path.resolve())},
+    )  # fmt: skip
     run.set_tags(
         {
             "rockopt.run_dir": str(run_dir.resolve()),
@@ -120,6 +144,30 @@ def train_tracked(
     with Run(cfg.experiment, name, tags=run_tags(data, folds, fold)) as run:
         result = train_in_run(run, cfg, data, folds, fold, run_dir, on_epoch=on_epoch, progress=progress)
     return result, run.id, run_dir
+
+
+def resume_tracked(
+    run_dir: str | Path,
+    overrides: dict | None = None,
+    *,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    progress=True,
+) -> tuple[FitResult, str, Path, TrainConfig]:
+    """Continue a `rockopt train` run from its `last.pt`, in the same MLflow run, with runtime
+    settings from OVERRIDES. Returns the result, the run id, the run directory and the settings."""
+    run_dir = Path(run_dir)
+    state = load_state(run_dir / LAST)
+    refused = sorted(k for k in overrides or {} if k not in RUNTIME_KEYS)
+    if refused:
+        raise ConfigError(f"--resume continues the saved settings; only runtime settings may change, not: {', '.join(refused)}")
+    cfg = build_config({**state["config"], **(overrides or {})}, "--set")
+    data, folds = prepare_data(cfg, state["meta"].get("folds_file"))
+    run_id = state["meta"].get("mlflow_run_id")
+    if not run_id:
+        raise ConfigError(f"{run_dir / LAST}: names no MLflow run to continue")
+    with Run.reopen(run_id) as run:
+        result = train_in_run(run, cfg, data, folds, state["fold"], run_dir, on_epoch=on_epoch, progress=progress, resume=state)
+    return result, run.id, run_dir, cfg
 
 
 def write_result_files(result: FitResult, classes: tuple[str, ...], run_dir: Path) -> list[Path]:

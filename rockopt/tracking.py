@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 import rockopt
+from rockopt.errors import ConfigError
 
 DEFAULT_DIR = Path("mlruns")
 _MAX_PARAM = 6000  # MLflow's limit on a param value
@@ -139,6 +140,21 @@ class Run:
         self.id: str = run.info.run_id
         self.experiment_id: str = run.info.experiment_id
         self._ended = False
+
+    @classmethod
+    def reopen(cls, run_id: str) -> Run:
+        """An ended run, RUNNING again: a resumed training run goes on in the run it started in."""
+        from mlflow.exceptions import MlflowException
+
+        self = cls.__new__(cls)
+        self.client = client()
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise ConfigError(f"MLflow run {run_id} not found in {mask_url(tracking_uri())}") from None
+        self.client.update_run(run_id, status="RUNNING")
+        self.id, self.experiment_id, self._ended = run_id, run.info.experiment_id, False
+        return self
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param

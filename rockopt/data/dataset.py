@@ -19,6 +19,20 @@ from rockopt.errors import UnreadableImage
 log = logging.getLogger(__name__)
 
 
+class SeededChunk(list):
+    """Sample indices with the seed of their augmentation. The seed follows from the run's seed,
+    the epoch and the chunk's place in it, not from which worker loads it or how long that
+    worker has lived: a run resumed at an epoch boundary augments exactly as it would have."""
+
+    def __init__(self, indices, seed: int):
+        super().__init__(indices)
+        self.seed = seed
+
+
+def chunk_seed(seed: int, epoch: int, n: int) -> int:
+    return hash((seed, epoch, n)) % 2**32  # ints hash the same in every process
+
+
 class ImageDataset(Dataset):
     """RGB uint8 images (NCHW, channels-last in memory) with their labels and sample indices."""
 
@@ -36,6 +50,9 @@ class ImageDataset(Dataset):
         return self.transform(image=self.read(i))["image"]
 
     def __getitem__(self, chunk: Sequence[int]) -> dict[str, torch.Tensor]:
+        seed = getattr(chunk, "seed", None)
+        if seed is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed)
         images, kept, skipped = [], [], []
         for i in chunk:
             try:

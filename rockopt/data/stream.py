@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rockopt.data.dataset import ImageDataset, as_is, collate_chunks, seed_worker
+from rockopt.data.dataset import ImageDataset, SeededChunk, as_is, chunk_seed, collate_chunks, seed_worker
 from rockopt.data.samplers import BatchSampler
 
 
@@ -86,6 +86,7 @@ class TrainStream:
         if sampler.effective_batch != batch_size * accumulation_steps:
             raise ValueError("sampler.effective_batch must equal batch_size x accumulation_steps")
         self.sampler = sampler
+        self.seed = seed
         self.batch_size = batch_size
         self.accumulation_steps = accumulation_steps
         self.lookahead = lookahead
@@ -119,11 +120,12 @@ class TrainStream:
     def steps_per_epoch(self) -> int:
         return self.sampler.steps_per_epoch
 
-    def _split(self, indices: np.ndarray) -> list[list[int]]:
+    def _split(self, indices: np.ndarray, epoch: int, first: int) -> list[SeededChunk]:
+        """The chunks of one effective batch; FIRST: the epoch's number of the first one."""
         chunks = []
         for micro in np.array_split(indices, self.accumulation_steps):
             chunks += [c.tolist() for c in np.array_split(micro, self.chunks_per_micro)]
-        return chunks
+        return [SeededChunk(c, chunk_seed(self.seed, epoch, first + i)) for i, c in enumerate(chunks)]
 
     def epoch(self, epoch: int) -> Iterator[Step]:
         s, feed, steps = self.sampler, self._feed, self.sampler.steps_per_epoch
@@ -135,7 +137,7 @@ class TrainStream:
         def draw_next() -> None:
             nonlocal drawn
             versions.append(s.version)
-            feed.queue.extend(self._split(s.draw()))
+            feed.queue.extend(self._split(s.draw(), epoch, drawn * self.accumulation_steps * self.chunks_per_micro))
             drawn += 1
             if drawn == steps:
                 feed.queue.append(None)

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from rockopt.config import TrainConfig
+from rockopt.config import RUNTIME_KEYS, TrainConfig
 from rockopt.data.dataset import ImageDataset, seed_worker
 from rockopt.data.readers import open_reader
 from rockopt.data.samplers import create_sampler
@@ -34,6 +34,9 @@ from rockopt.train.metrics import confusion_matrix, f1_per_class
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule
 from rockopt.train.precision import Precision
+
+
+LAST = "last.pt"  # the state at the end of the latest epoch, to continue from
 
 
 class TrainingDiverged(RockoptError):
@@ -205,10 +208,15 @@ def fit(
     out_dir: str | Path | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
     progress=True,
+    resume: dict | None = None,
+    meta: dict | None = None,
 ) -> FitResult:
     """Train `cfg` on `split`; keep the best epoch's checkpoint (in `out_dir`) and validation logits.
 
     `progress`: True/False for an epoch bar of its own, or a running rich Progress to add it to.
+    After every epoch (and `on_epoch`) the whole state goes to `out_dir/last.pt`, with META
+    beside it; RESUME, such a state (`load_state`), continues at its next epoch exactly as the
+    run would have gone on (the same weights, on the same device and settings).
     """
     # set-up
     seed_everything(cfg.seed, cfg.deterministic)
@@ -271,14 +279,31 @@ def fit(
 
     out_dir = Path(out_dir) if out_dir else None
     ckpt_path = out_dir / "best.pt" if out_dir and cfg.save_checkpoint else None
+    state_path = out_dir / LAST if out_dir and cfg.save_checkpoint else None
     best: Evaluation | None = None
     best_f1, best_epoch, updates, staleness = -1.0, 0, 0, 0
     skipped: set[int] = set()
     val_skipped: set[int] = set()
     history: list[EpochResult] = []
+    first = 1
+    if resume is not None:
+        check_resumable(resume, cfg, split)
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        sampler.load_state_dict(resume["sampler"])
+        if precision.scaler and resume["scaler"]:
+            precision.scaler.load_state_dict(resume["scaler"])
+        loop = resume["loop"]
+        best_f1, best_epoch, updates, staleness = loop["best_f1"], loop["best_epoch"], loop["updates"], loop["staleness"]
+        skipped, val_skipped = set(loop["skipped"]), set(loop["val_skipped"])
+        history = epoch_history(resume)
+        best = Evaluation(**loop["best_eval"])
+        _set_rng_state(resume["rng"], flip_gen)
+        first = resume["epoch"] + 1
 
     with _epoch_task(progress, stream.steps_per_epoch) as (bar, task):
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(first, cfg.epochs + 1):
             bar.reset(task, description=f"epoch {epoch}/{cfg.epochs}")
             t0 = time.perf_counter()
             model.train()
@@ -346,6 +371,17 @@ def fit(
                     _save_checkpoint(ckpt_path, model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1)
             if on_epoch:
                 on_epoch(result)
+            if state_path:  # after on_epoch: an epoch a crash cut short of its records runs again
+                loop = {
+                    "best_f1": best_f1, "best_epoch": best_epoch, "updates": updates, "staleness": staleness,
+                    "skipped": sorted(skipped), "val_skipped": sorted(val_skipped),
+                    "history": [asdict(h) for h in history], "best_eval": asdict(best),
+                }  # fmt: skip
+                _save(
+                    state_path,
+                    _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1)
+                    | {"loop": loop, "rng": _rng_state(flip_gen), "meta": dict(meta or {})},
+                )
 
     assert best is not None
     skipped_paths = [split.train_paths[i] for i in sorted(skipped)] + [split.val_paths[i] for i in sorted(val_skipped)]
@@ -366,29 +402,87 @@ def fit(
 
 
 def _save_checkpoint(path: Path, model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1) -> None:
-    """Everything needed to continue or to predict: weights, optimizer, schedule, sampler, config."""
+    _save(path, _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1))
+
+
+def _save(path: Path, state: dict) -> None:
+    """Written whole or not at all: a crash while saving leaves the previous file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "sampler": sampler.state_dict(),
-            "scaler": precision.scaler.state_dict() if precision.scaler else None,
-            "epoch": epoch,
-            "best_f1": best_f1,
-            "config": cfg.flat(),
-            "classes": list(split.classes),
-            "fold": split.fold,
-            "data_fingerprint": split.data_fingerprint,
-            "folds_fingerprint": split.folds_fingerprint,
-        },
-        tmp,
-    )
+    torch.save(state, tmp)
     tmp.replace(path)
+
+
+def _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1) -> dict:
+    """Everything needed to continue or to predict: weights, optimizer, schedule, sampler, config."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "sampler": sampler.state_dict(),
+        "scaler": precision.scaler.state_dict() if precision.scaler else None,
+        "epoch": epoch,
+        "best_f1": best_f1,
+        "config": cfg.flat(),
+        "classes": list(split.classes),
+        "fold": split.fold,
+        "data_fingerprint": split.data_fingerprint,
+        "folds_fingerprint": split.folds_fingerprint,
+    }
 
 
 def load_checkpoint(path: str | Path) -> dict:
     # our own checkpoints hold numpy arrays (sampler state): not loadable with weights_only
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_state(path: str | Path) -> dict:
+    """A run's `last.pt`, or a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no saved state to continue from (the run never finished an epoch)")
+    try:
+        state = load_checkpoint(path)
+    except Exception as e:
+        raise RockoptError(f"{path}: not readable as a saved training state ({type(e).__name__})") from None
+    if not isinstance(state, dict) or "loop" not in state:
+        raise ConfigError(f"{path}: not a last.pt training state")
+    return state
+
+
+def epoch_history(state: dict) -> list[EpochResult]:
+    """The epochs a saved state has behind it."""
+    return [EpochResult(**h) for h in state["loop"]["history"]]
+
+
+def check_resumable(state: dict, cfg: TrainConfig, split: Split) -> None:
+    """The state continues this run only with the settings that decide what it learns, on the same data and fold."""
+    saved = state["config"]
+    changed = sorted(k for k, v in cfg.flat().items() if k not in RUNTIME_KEYS and k in saved and saved[k] != v)
+    if changed:
+        what = ", ".join(f"{k}: {saved[k]!r} -> {cfg.flat()[k]!r}" for k in changed)
+        raise ConfigError(f"cannot continue the saved run with other settings ({what}); only runtime settings may change")
+    if (state["data_fingerprint"], state["folds_fingerprint"], state["fold"]) != (split.data_fingerprint, split.folds_fingerprint, split.fold):
+        raise ConfigError("cannot continue the saved run: its data set, folds file or fold differ from this one's")
+    if state["epoch"] >= cfg.epochs:
+        raise ConfigError(f"the saved run already finished its {cfg.epochs} epochs; nothing to continue")
+
+
+def _rng_state(flip_gen: torch.Generator | None) -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "flips": flip_gen.get_state() if flip_gen is not None else None,
+    }
+
+
+def _set_rng_state(state: dict, flip_gen: torch.Generator | None) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if flip_gen is not None and state["flips"] is not None:
+        flip_gen.set_state(state["flips"])

@@ -1,0 +1,101 @@
+"""Long runs survive a crash: a run killed with SIGKILL and continued from its last.pt ends
+exactly where the same run without the crash ends (weights, validation history)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from mlflow.tracking import MlflowClient
+
+from rockopt.train.engine import LAST, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+# deterministic, on the CPU, with augmentation, label smoothing and dropout: every random stream matters
+SETTINGS = [
+    "backbone=tests.custom_model:slow_when_asked", "pretrained=false", "epochs=4", "batch_size=16", "image_size=32",
+    "num_workers=0", "deterministic=true", "device=cpu", "folds=4", "label_smoothing=0.1", "sampler_mode=hnm",
+    "hnm_memory=8", "lr=0.003", "warmup_epochs=1", "gpu_flips=true", "experiment=resume",
+]  # fmt: skip
+
+
+def _env(extra=None) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(extra or {})}
+
+
+def _train(data: Path, *extra: str, env=None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "rockopt", "train", "--data", str(data), "-q"]
+    for s in [*SETTINGS, *extra]:
+        cmd += ["--set", s]
+    return subprocess.Popen(cmd, env=_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _run_dirs(out: str) -> list[Path]:
+    return sorted((Path(out) / "train").iterdir())
+
+
+def _kill_after_epoch(proc: subprocess.Popen, run_root: Path, epoch: int) -> Path:
+    """SIGKILL the run as soon as its last.pt holds EPOCH; returns the run directory."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        for last in run_root.glob(f"train/*/{LAST}"):
+            if load_checkpoint(last)["epoch"] >= epoch:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return last.parent
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    raise AssertionError("the run never saved its state")
+
+
+def _val_f1(run_id: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in MlflowClient().get_metric_history(run_id, "val_f1"))
+
+
+def test_a_train_run_killed_after_epoch_2_and_resumed_ends_as_if_never_killed(workdir, demo_data):
+    whole = _train(demo_data, "out_dir=whole")
+    _, err = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err[-3000:]
+    (whole_dir,) = _run_dirs("whole")
+
+    killed = _train(demo_data, "out_dir=killed", env={"ROCKOPT_TEST_SLOW": "1"})  # slow batches: time to kill it
+    run_dir = _kill_after_epoch(killed, workdir / "killed", 2)
+    state = load_checkpoint(run_dir / LAST)
+    assert state["epoch"] == 2
+    run_id = state["meta"]["mlflow_run_id"]
+    assert MlflowClient().get_run(run_id).info.status == "RUNNING"  # as a killed process leaves it
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rockopt", "train", "--resume", str(run_dir), "--set", "num_workers=1", "-q"],
+        env=_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "at epoch 3/4" in resumed.stderr and run_id in resumed.stdout
+
+    a, b = load_checkpoint(whole_dir / LAST), load_checkpoint(run_dir / LAST)
+    assert a["epoch"] == b["epoch"] == 4
+    for k, w in a["model"].items():
+        assert torch.allclose(w.float(), b["model"][k].float(), rtol=0, atol=1e-6), k
+    a_run = MlflowClient().get_run(a["meta"]["mlflow_run_id"])
+    b_run = MlflowClient().get_run(run_id)  # the same run, continued
+    assert b_run.info.status == "FINISHED"
+    assert _val_f1(a_run.info.run_id) == _val_f1(run_id) and [s for s, _ in _val_f1(run_id)] == [1, 2, 3, 4]
+    assert b_run.data.tags["rockopt.resumed_at_epoch"] == "2" and b_run.data.tags["rockopt.resumed_with"] == "num_workers=1"
+    assert b_run.data.metrics["best_val_f1"] == a_run.data.metrics["best_val_f1"]
+
+
+def test_resume_refuses_settings_that_change_what_the_run_learns(workdir, demo_data, run_cli):
+    code, _, err = run_cli("train", "--resume", workdir / "nowhere")
+    assert code == 2 and "last.pt" in err and "Traceback" not in err
+    code, _, _ = run_cli("train", "--data", demo_data, *sum((["--set", s] for s in SETTINGS), []), "--set", "epochs=1", "-q")
+    assert code == 0
+    (run_dir,) = _run_dirs("runs")
+    code, _, err = run_cli("train", "--resume", run_dir, "--set", "lr=0.1")
+    assert code == 2 and "lr" in err.strip().splitlines()[-1]
+    code, _, err = run_cli("train", "--resume", run_dir)
+    assert code == 2 and "already finished" in err
