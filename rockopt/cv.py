@@ -5,7 +5,8 @@ A member directory holds:
   config.yaml   the configuration
   oof.npz       ids (relative paths, folds-file order), labels, fold, logits (float32, one row per image)
   test.npz      ids (test.csv order), logits: mean over the fold models
-  fold-K/       best.pt, the fold's MLflow files, and done.json once the fold is finished (resume)
+  fold-K/       best.pt, last.pt (the state after the latest epoch: an unfinished fold goes on
+                from it), the fold's MLflow files, and done.json once the fold is finished
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rockopt.outputs import ensure_dir
 from rockopt.jobs import prepare_data, run_tags, train_in_run
 from rockopt.predict import predict_logits, test_images
 from rockopt.tracking import Run
+from rockopt.train.engine import LAST, load_state
 from rockopt.train.metrics import f1_per_class
 
 
@@ -86,11 +88,18 @@ def run_cv(
                     raise ConfigError(f"{out}: its finished folds used --tta {done.get('tta')}; resume with the same, or use another --out")
                 log(f"fold {k}: already done, kept")
                 continue
-            with Run(cfg.experiment, f"{name}-f{k}", tags=run_tags(data, folds, k), parent_run_id=parent.id) as run:
+            # a fold a crash cut short goes on from its last epoch, in its own MLflow run
+            state = load_state(fold_dir / LAST) if (fold_dir / LAST).is_file() else None
+            if state is not None:
+                log(f"fold {k}: continuing at epoch {state['epoch'] + 1}/{cfg.epochs}")
+            fold_run = Run.reopen(state["meta"]["mlflow_run_id"]) if state else Run(
+                cfg.experiment, f"{name}-f{k}", tags=run_tags(data, folds, k), parent_run_id=parent.id
+            )  # fmt: skip
+            with fold_run as run:
                 def epoch_line(res, k=k) -> None:
                     log(f"fold {k} epoch {res.epoch}/{cfg.epochs}  train_loss {res.train_loss:.4f}  val_f1 {res.val_f1:.4f}  {res.seconds:.1f} s")
 
-                result = train_in_run(run, cfg, data, folds, k, fold_dir, on_epoch=epoch_line, progress=progress)
+                result = train_in_run(run, cfg, data, folds, k, fold_dir, on_epoch=epoch_line, progress=progress, resume=state)
                 _, val = folds.split(k)
                 # the best epoch's checkpoint, with the member's TTA, on the fold's validation and the test images
                 val_logits, val_ok = predict_logits(result.checkpoint, [paths[i] for i in val], tta, data_root=data.root)

@@ -161,6 +161,8 @@ def resume_tracked(
     if refused:
         raise ConfigError(f"--resume continues the saved settings; only runtime settings may change, not: {', '.join(refused)}")
     cfg = build_config({**state["config"], **(overrides or {})}, "--set")
+    if state["epoch"] >= cfg.epochs:
+        raise ConfigError(f"{run_dir}: the run already finished its {cfg.epochs} epochs; nothing to continue")
     data, folds = prepare_data(cfg, state["meta"].get("folds_file"))
     run_id = state["meta"].get("mlflow_run_id")
     if not run_id:

@@ -211,7 +211,10 @@ def test_an_interrupted_trial_keeps_no_checkpoint_beyond_keep_checkpoints(run_cl
     trials = _study().trials
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"] and trials[1].user_attrs["epochs"] == 1
     assert Path(trials[0].user_attrs["checkpoint"]).is_file()
-    assert not Path(trials[1].user_attrs["checkpoint"]).exists()  # written in epoch 1, removed after Ctrl-C in epoch 2
+    assert Path(trials[0].user_attrs["checkpoint"]).with_name("last.pt").is_file()  # the one kept keeps both
+    # written in epoch 1, removed after Ctrl-C in epoch 2
+    assert not Path(trials[1].user_attrs["checkpoint"]).exists()
+    assert not Path(trials[1].user_attrs["checkpoint"]).with_name("last.pt").exists()
 
 
 # --- MLflow: every kind of trial for what it is ---------------------------------------------------

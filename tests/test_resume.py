@@ -99,3 +99,89 @@ def test_resume_refuses_settings_that_change_what_the_run_learns(workdir, demo_d
     assert code == 2 and "lr" in err.strip().splitlines()[-1]
     code, _, err = run_cli("train", "--resume", run_dir)
     assert code == 2 and "already finished" in err
+
+
+def test_a_cv_killed_in_a_fold_goes_on_from_that_fold_s_last_epoch(workdir, demo_data):
+    import numpy as np
+
+    def cv(out: str, env=None) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "rockopt", "cv", "--data", str(demo_data), "--out", out, "-q"]
+        for s in [*SETTINGS, "folds=2", "epochs=3"]:
+            cmd += ["--set", s]
+        return subprocess.Popen(cmd, env=_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    whole = cv("whole")
+    assert whole.wait(timeout=600) == 0, whole.communicate()[1][-3000:]
+    killed = cv("killed", {"ROCKOPT_TEST_SLOW": "1"})
+    deadline = time.time() + 300
+    while not (workdir / "killed" / "fold-0" / LAST).is_file() or load_checkpoint(workdir / "killed" / "fold-0" / LAST)["epoch"] < 2:
+        assert time.time() < deadline and killed.poll() is None, killed.communicate()[1][-3000:]
+        time.sleep(0.1)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    run_id = load_checkpoint(workdir / "killed" / "fold-0" / LAST)["meta"]["mlflow_run_id"]
+
+    again = cv("killed")
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err[-3000:]
+    assert "fold 0: continuing at epoch 3/3" in err
+    a, b = np.load(workdir / "whole" / "oof.npz"), np.load(workdir / "killed" / "oof.npz")
+    assert np.abs(a["logits"] - b["logits"]).max() <= 1e-5
+    run = MlflowClient().get_run(run_id)  # fold 0 went on in its own run
+    assert run.info.status == "FINISHED" and [s for s, _ in _val_f1(run_id)] == [1, 2, 3]
+
+
+def test_a_search_trial_whose_worker_was_killed_goes_on_from_its_last_epoch_in_the_retry(workdir, demo_data):
+    import optuna
+    import yaml
+
+    study = workdir / "tiny.yaml"
+    study.write_text(yaml.safe_dump({
+        "data": {"path": str(demo_data), "folds": 4, "fold": 0, "image_size": 32},
+        "budget": {"n_trials": 1, "max_epochs": 4, "keep_checkpoints": 100},
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "median", "n_startup_trials": 0, "n_warmup_steps": 0},
+        "fixed": {
+            "backbone": "tests.custom_model:slow_when_asked", "pretrained": False, "batch_size": 16, "num_workers": 0, "lr": 0.003,
+            "deterministic": True, "gpu_flips": True, "sampler_mode": "hnm", "hnm_memory": 8, "device": "cpu",
+        },
+        "space": {"label_smoothing": {"type": "float", "low": 0.0, "high": 0.1}},
+    }))  # fmt: skip
+
+    def search(where: str, env=None) -> subprocess.Popen:
+        (workdir / where).mkdir(exist_ok=True)
+        cmd = [sys.executable, "-m", "rockopt", "search", "--study", str(study), "-q"]
+        return subprocess.Popen(cmd, cwd=workdir / where, env=_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    ref = search("ref")
+    assert ref.wait(timeout=600) == 0, ref.communicate()[1][-3000:]
+    killed = search("run", {"ROCKOPT_TEST_SLOW": "1"})
+    deadline = time.time() + 300
+    while not [p for p in (workdir / "run").glob(f"**/trial-0000/{LAST}") if load_checkpoint(p)["epoch"] >= 2]:
+        assert time.time() < deadline and killed.poll() is None, killed.communicate()[1][-3000:]
+        time.sleep(0.1)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+
+    again = search("run")  # finds trial 0's worker gone: fails it, queues it again, and the retry goes on
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err[-3000:]
+    assert "trial 1 retries trial 0, whose worker died: continuing after its epoch 2" in err
+
+    def trials(where):
+        return optuna.load_study(study_name="tiny", storage=f"sqlite:///{workdir / where}/studies/tiny.db").trials
+
+    (a,), (failed, b) = trials("ref"), trials("run")
+    assert failed.state.name == "FAIL" and b.state.name == "COMPLETE" and b.params == a.params
+    assert b.intermediate_values == a.intermediate_values and len(b.intermediate_values) == 4  # the pruner saw every epoch
+    assert b.value == a.value
+    wa = load_checkpoint(Path(a.user_attrs["checkpoint"]).with_name(LAST))["model"]
+    wb = load_checkpoint(Path(b.user_attrs["checkpoint"]).with_name(LAST))["model"]
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), rtol=0, atol=1e-6) for k in wa)
+    assert Path(b.user_attrs["checkpoint"]).is_file()  # the best epoch's weights, whichever part it fell in
+    assert not Path(failed.user_attrs["checkpoint"]).with_name(LAST).exists()  # consumed, then removed
+
+    run = MlflowClient().get_run(b.user_attrs["mlflow_run_id"])
+    assert run.data.tags["rockopt.retries_trial"] == "0" and run.data.tags["rockopt.resumed_at_epoch"] == "2"
+    assert run.data.tags["rockopt.retries_run"] == failed.user_attrs["mlflow_run_id"]
+    assert [s for s, _ in _val_f1(run.info.run_id)] == [1, 2, 3, 4]

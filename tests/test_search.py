@@ -119,6 +119,7 @@ def test_study_prunes_fails_nests_and_resumes(run_cli, study_file, workdir):
     assert summary["study"] == "tiny" and summary["mlflow_run_id"]
     assert client.get_run(summary["mlflow_run_id"]).data.tags["rockopt.exported_to"] == str(exported[0].resolve())
     assert sum((d / "best.pt").is_file() for d in exported) == 1  # keep_checkpoints: 1
+    assert len(list(workdir.glob("**/trial-*/last.pt"))) == 1  # the states to continue from, likewise
     code, _, err = run_cli("train", "--config", exported[0] / "config.yaml", "-q", "--set", "epochs=1")
     assert code == 0, err
 

@@ -3,11 +3,16 @@
 Trial state -> MLflow run status: COMPLETE -> FINISHED, PRUNED -> KILLED (tag
 `pruned_at_epoch`), FAIL -> FAILED (tag `rockopt.error`). Ctrl-C -> the trial FAILs in
 Optuna and its run ends KILLED.
+
+A trial whose worker died is failed and queued again once (heartbeat or `doctor`); the retry
+goes on from the failed trial's `last.pt`: the earlier epochs are logged to the new run and
+reported to the pruner again, and the run is tagged with the trial and run it continues.
 """
 
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +21,7 @@ from typing import Any
 import optuna
 
 from rockopt.config import build_config
+from rockopt.errors import RockoptError
 from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
 from rockopt.jobs import run_tags, train_in_run
@@ -23,6 +29,7 @@ from rockopt.report import Reporter, duration, params_text
 from rockopt.search.space import suggest
 from rockopt.search.study_file import StudySpec
 from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, error_text
+from rockopt.train.engine import LAST, load_state
 
 
 def free_accelerator_memory() -> None:
@@ -31,6 +38,24 @@ def free_accelerator_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def retried_from(trial: optuna.Trial) -> tuple[optuna.trial.FrozenTrial, dict | None] | None:
+    """The failed trial this one retries, and its saved state (None: it saved none), or None."""
+    trials = trial.study.get_trials(deepcopy=False)
+    me = next(t for t in trials if t.number == trial.number)
+    history = me.system_attrs.get("retry_history") or []  # Optuna's retry callbacks keep it
+    if not history:
+        return None
+    failed = next(t for t in trials if t.number == history[-1])
+    path = failed.user_attrs.get("checkpoint")
+    last = Path(path).with_name(LAST) if path else None
+    if last is None or not last.is_file():
+        return failed, None
+    try:
+        return failed, load_state(last)
+    except RockoptError:  # cut short while the worker died: start over
+        return failed, None
 
 
 class Objective:
@@ -69,9 +94,21 @@ class Objective:
             "rockopt.study": self.study_name,
             **run_tags(self.data, self.folds, self.base.get("fold", 0)),
         }
+        retry = retried_from(trial)
+        failed, saved = retry if retry else (None, None)
+        if failed is not None:
+            tags["rockopt.retries_trial"] = str(failed.number)
+            tags["rockopt.retries_run"] = failed.user_attrs.get("mlflow_run_id", "")
+            if saved is not None:
+                tags["rockopt.resumed_at_epoch"] = str(saved["epoch"])
         run = Run(self.experiment, f"trial-{trial.number}", tags={**tags, "rockopt.worker": self.worker}, parent_run_id=self.parent_run_id)
         trial.set_user_attr("mlflow_run_id", run.id)
         self.reporter.line(f"trial {trial.number} started: {params_text(params)}")
+        if failed is not None:
+            self.reporter.line(
+                f"trial {trial.number} retries trial {failed.number}, whose worker died: "
+                + (f"continuing after its epoch {saved['epoch']}" if saved else "from the start (it saved no epoch)")
+            )
         epochs_run = 0
         best: float | None = None
         better = max if self.spec.objective.direction == "maximize" else min
@@ -106,9 +143,13 @@ class Objective:
             run_dir = self.out_dir / f"trial-{trial.number:04d}"
             if cfg.save_checkpoint:  # known before it exists: keep_checkpoints removes it whatever the trial's end
                 trial.set_user_attr("checkpoint", str((run_dir / "best.pt").resolve()))
+            if saved is not None and Path(failed.user_attrs["checkpoint"]).is_file():
+                run_dir.mkdir(parents=True, exist_ok=True)  # its best epoch may stay the best
+                shutil.copy2(failed.user_attrs["checkpoint"], run_dir / "best.pt")
             result = train_in_run(
-                run, cfg, self.data, self.folds, cfg.fold, run_dir, on_epoch=report, progress=self.reporter.bar(), omit_params=inactive
-            )
+                run, cfg, self.data, self.folds, cfg.fold, run_dir, on_epoch=report, progress=self.reporter.bar(),
+                omit_params=inactive, resume=saved,
+            )  # fmt: skip
         except optuna.TrialPruned:
             finish("PRUNED", pruned_at_epoch=epochs_run)
             raise

@@ -29,7 +29,7 @@ from rockopt.search.objective import Objective
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file, with_overrides
 from rockopt.tracking import Run, experiment_id, temp_dir
-from rockopt.train.engine import image_reader
+from rockopt.train.engine import LAST, image_reader
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +138,21 @@ def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def _prune_checkpoints(study: optuna.Study, keep: int) -> None:
-    """Keep best.pt of the top `keep` complete trials only: a study of big backbones
-    would otherwise fill the disk with checkpoints nobody exports."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    """Keep best.pt and last.pt of the top `keep` complete trials only: a study of big backbones
+    would otherwise fill the disk with checkpoints nobody exports. A failed trial's files stay
+    while its retry waits or runs: the retry goes on from them."""
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     done.sort(key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
     keepers = {t.number for t in done[:keep]}
-    for t in study.get_trials(deepcopy=False):
+    retried = {n for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING) for n in t.system_attrs.get("retry_history", [])}
+    for t in trials:
         path = t.user_attrs.get("checkpoint")
-        if path and t.number not in keepers and t.state != TrialState.RUNNING:
-            Path(path).unlink(missing_ok=True)
+        # a waiting retry carries its failed trial's user attributes, checkpoint path included
+        if not path or t.number in keepers | retried or t.state in (TrialState.RUNNING, TrialState.WAITING):
+            continue
+        Path(path).unlink(missing_ok=True)
+        Path(path).with_name(LAST).unlink(missing_ok=True)
 
 
 def _log_plots(study: optuna.Study, run: Run, note: Callable[[str], None]) -> None:

@@ -464,8 +464,6 @@ def check_resumable(state: dict, cfg: TrainConfig, split: Split) -> None:
         raise ConfigError(f"cannot continue the saved run with other settings ({what}); only runtime settings may change")
     if (state["data_fingerprint"], state["folds_fingerprint"], state["fold"]) != (split.data_fingerprint, split.folds_fingerprint, split.fold):
         raise ConfigError("cannot continue the saved run: its data set, folds file or fold differ from this one's")
-    if state["epoch"] >= cfg.epochs:
-        raise ConfigError(f"the saved run already finished its {cfg.epochs} epochs; nothing to continue")
 
 
 def _rng_state(flip_gen: torch.Generator | None) -> dict:
