@@ -40,6 +40,10 @@ class TrainConfig(BaseModel):
     hnm_memory: int = Field(1024, ge=1)
     hnm_ratio: float = Field(0.25, ge=0.0, le=1.0)
     hnm_lookahead: int = Field(1, ge=0)
+    # progressively harder batches: the pool's share of a batch per epoch (constant: hnm_ratio)
+    hnm_ratio_schedule: Literal["constant", "linear", "step"] = "constant"
+    hnm_ratio_start: float = Field(0.0, ge=0.0, le=1.0)  # linear: at epoch 1; step: until the warm-up ends
+    hnm_ratio_warmup_epochs: int = Field(1, ge=0)  # step: epochs at hnm_ratio_start
 
     # optimisation
     epochs: int = Field(10, ge=1)
@@ -54,6 +58,10 @@ class TrainConfig(BaseModel):
     step_epochs: int = Field(3, ge=1)
     step_gamma: float = Field(0.1, gt=0.0, le=1.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    # for imbalanced classes; all take label smoothing. The hnm pool ranks by plain cross-entropy.
+    loss: Literal["ce", "weighted_ce", "focal"] = "ce"
+    class_weight_power: float = Field(0.5, ge=0.0, le=1.0)  # weighted_ce: (inverse class frequency) ** power
+    focal_gamma: float = Field(2.0, ge=0.0)
     grad_clip: float = Field(1.0, ge=0.0)  # max gradient norm; 0 turns clipping off
 
     # augmentation

@@ -114,3 +114,23 @@ def test_a_resumed_study_keeps_its_settings_and_says_the_file_changed(tmp_path):
     assert number == 1  # each invocation its own number (and sampler seed)
     assert kept.space["lr"].high == 1e-2  # the study's own settings
     assert kept.budget.n_trials == 9  # but the budget is the caller's
+
+
+@pytest.mark.parametrize("name", ["quick", "hnm", "balanced", "backbones"])
+def test_every_bundled_study_draws_trials_that_are_valid_settings(name):
+    from pathlib import Path
+
+    import optuna
+
+    from rockopt.config import build_config
+    from rockopt.search.space import suggest
+    from rockopt.search.study_file import base_settings
+
+    spec, _ = load_study_file(Path(__file__).resolve().parents[1] / "studies" / f"{name}.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        params = suggest(study.ask(), spec.space)
+        build_config({**base_settings(spec), **params}, f"{name}.yaml")  # raises on a key or value a trial could not use
+        seen.update(params)
+    assert seen == set(spec.space)  # every parameter, conditional ones included, is reachable

@@ -24,12 +24,14 @@ from rockopt.config import RUNTIME_KEYS, TrainConfig
 from rockopt.data.dataset import ImageDataset, seed_worker
 from rockopt.data.readers import open_reader
 from rockopt.data.samplers import create_sampler
+from rockopt.data.samplers.schedule import hnm_ratio_at
 from rockopt.data.split import Split
 from rockopt.data.stream import TrainStream, stream_plan
 from rockopt.data.transforms import build_eval_transform, build_transform, random_flips, tta_views
 from rockopt.errors import ConfigError, RockoptError
 from rockopt.report import progress_display
 from rockopt.train.handover import LossHandover
+from rockopt.train.losses import make_loss
 from rockopt.train.metrics import confusion_matrix, f1_per_class
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule
@@ -55,6 +57,7 @@ class EpochResult:
     images_per_s: float
     skipped: int  # unreadable images met so far (training and validation)
     hnm_staleness: int  # largest number of optimizer steps between a draw and its use
+    hnm_ratio: float | None = None  # the pool's share of each batch this epoch (hnm only)
 
     def metrics(self) -> dict[str, float]:
         """The epoch's scalars for MLflow; per-class F1 goes to a table of its own."""
@@ -67,6 +70,7 @@ class EpochResult:
             "train_images_per_s": self.images_per_s,
             "skipped_images": float(self.skipped),
             "hnm_staleness": float(self.hnm_staleness),
+            **({"hnm_ratio": self.hnm_ratio} if self.hnm_ratio is not None else {}),
         }
 
 
@@ -263,6 +267,11 @@ def fit(
     )
     val_loader = eval_loader(val_ds, 2 * cfg.batch_size, workers, device, persistent=True)
     handover = LossHandover(sampler, device)
+    loss_fn = make_loss(
+        cfg.loss, split.train_labels, num_classes, label_smoothing=cfg.label_smoothing,
+        class_weight_power=cfg.class_weight_power, focal_gamma=cfg.focal_gamma, device=device,
+    )  # fmt: skip
+    plain_ce = cfg.loss == "ce" and not cfg.label_smoothing  # the training loss is what the pool ranks by
 
     # optimizer and schedule
     optimizer = create_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay)
@@ -305,6 +314,12 @@ def fit(
     with _epoch_task(progress, stream.steps_per_epoch) as (bar, task):
         for epoch in range(first, cfg.epochs + 1):
             bar.reset(task, description=f"epoch {epoch}/{cfg.epochs}")
+            ratio = None
+            if hasattr(sampler, "set_ratio"):
+                ratio = hnm_ratio_at(
+                    epoch, cfg.epochs, cfg.hnm_ratio_schedule, cfg.hnm_ratio, cfg.hnm_ratio_start, cfg.hnm_ratio_warmup_epochs
+                )
+                sampler.set_ratio(ratio)
             t0 = time.perf_counter()
             model.train()
             loss_sum = torch.zeros((), device=device)
@@ -323,17 +338,13 @@ def fit(
                         x = random_flips(x, flip_gen)
                     with precision.autocast():
                         logits = net(x)
-                    losses = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=cfg.label_smoothing)
+                    losses = loss_fn(logits, y)
                     precision.backward(losses.sum() / n_step)  # mean over the effective batch
                     loss_sum += losses.detach().sum()
                     seen += len(y)
                     if sampler.needs_losses:
-                        # the pool ranks samples by plain cross-entropy, without label smoothing
-                        plain.append(
-                            F.cross_entropy(logits.detach().float(), y, reduction="none")
-                            if cfg.label_smoothing
-                            else losses.detach()
-                        )
+                        # the pool ranks samples by plain cross-entropy, whatever the training loss
+                        plain.append(losses.detach() if plain_ce else F.cross_entropy(logits.detach().float(), y, reduction="none"))
                         idx.append(mb["index"])
                 if n_step:
                     precision.step(optimizer, model, cfg.grad_clip)
@@ -363,6 +374,7 @@ def fit(
                 images_per_s=seen / max(train_seconds, 1e-9),
                 skipped=len(skipped) + len(val_skipped),
                 hnm_staleness=staleness,
+                hnm_ratio=ratio,
             )
             history.append(result)
             if result.val_f1 > best_f1:

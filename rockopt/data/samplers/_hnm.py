@@ -25,13 +25,17 @@ class HardNegativeSampler(BatchSampler):
         super().__init__(labels, effective_batch, seed)
         if memory < 1:
             raise ValueError(f"hnm_memory must be >= 1, but got hnm_memory={memory}")
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"hnm_ratio must be in [0, 1], but got hnm_ratio={ratio}")
         self.memory = memory
-        self.ratio = ratio
-        self.n_hard = round(ratio * effective_batch)
+        self.set_ratio(ratio)
         self._balanced = ClassBalancedDraws(self.labels)
         self._pool = HardPool(len(self.labels), memory)
+
+    def set_ratio(self, ratio: float) -> None:
+        """The share of each batch taken from the pool from the next draw on (a ratio schedule)."""
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"hnm_ratio must be in [0, 1], but got hnm_ratio={ratio}")
+        self.ratio = ratio
+        self.n_hard = round(ratio * self.effective_batch)
 
     @property
     def last_loss(self) -> np.ndarray:
