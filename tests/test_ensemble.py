@@ -100,3 +100,33 @@ def test_study_members_names_the_missing_trial_and_the_command(tmp_path):
     assert study_members("quick", [7, 3], tmp_path) == [tmp_path / "quick-trial-7", tmp_path / "quick-trial-3"]
     with pytest.raises(RockoptError, match=r"no cv member for trial 5 of study 'quick'.*rockopt cv --config out/trial-0005/config.yaml"):
         study_members("quick", [3, 5], tmp_path)
+
+
+def test_auto_uses_the_blend_that_does_best_out_of_sample(tmp_path):
+    y, fold = _labels()
+    dirs = [
+        _write_member(tmp_path / "good", _informative(y, 1.6, 1), y, fold),
+        _write_member(tmp_path / "also_good", _informative(y, 1.4, 2), y, fold),
+        _write_member(tmp_path / "noise", np.random.default_rng(3).normal(0, 3, (N, C)), y, fold),
+    ]
+    result = blend_members([load_member(d) for d in dirs], "auto")
+    rows = {r.name: r for r in result.rows}
+    assert result.method in ("mean", "greedy", "weights")
+    assert rows[result.method].cross_validated == max(rows[m].cross_validated for m in ("mean", "greedy", "weights"))
+    assert rows[result.method].cross_validated > rows["good"].cross_validated
+    np.testing.assert_allclose(result.blend.weights, result.weights_by_method[result.method].weights)
+
+
+def test_auto_falls_back_to_the_best_member_when_no_blend_beats_it_out_of_sample(tmp_path):
+    y, fold = _labels()
+    strong = _informative(y, 2.5, 1)
+    dirs = [
+        _write_member(tmp_path / "strong", strong, y, fold),
+        _write_member(tmp_path / "noise", np.random.default_rng(3).normal(0, 3, (N, C)), y, fold),
+        _write_member(tmp_path / "noise2", np.random.default_rng(4).normal(0, 3, (N, C)), y, fold),
+    ]
+    result = blend_members([load_member(d) for d in dirs], "auto")
+    rows = {r.name: r for r in result.rows}
+    assert max(rows[m].cross_validated for m in ("mean", "greedy", "weights")) <= rows["strong"].cross_validated
+    assert result.method == "member:strong" and list(result.blend.weights) == [1.0, 0.0, 0.0]
+    np.testing.assert_allclose(result.oof_probs.argmax(1), strong.argmax(1))  # the member's own predictions

@@ -78,7 +78,9 @@ def blend(
     more: Annotated[list[Path] | None, typer.Argument(help="More member directories.", show_default=False)] = None,
     study: Annotated[str | None, typer.Option("--study", help="Blend the members cv made for this study's best trials.")] = None,
     top: Annotated[int, typer.Option("--top", help="With --study: how many of its best trials.")] = 3,
-    method: Annotated[str, typer.Option("--method", help="greedy | weights | mean: the one used for the submission.")] = "weights",
+    method: Annotated[
+        str, typer.Option("--method", help="auto | greedy | weights | mean: the one used for the submission (auto: best cross-validated).")
+    ] = "auto",
     offsets: Annotated[bool, typer.Option("--offsets", help="weights: also fit per-class logit offsets.")] = False,
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/blend"),
     data: DataOpt = None,
@@ -88,7 +90,7 @@ def blend(
     """Fit ensemble weights on the members' OOF logits; report in-sample and cross-validated macro-F1; write a submission."""
     from rich.table import Table
 
-    from rockopt.ensemble.blend import blend_members, test_labels, write_blend
+    from rockopt.ensemble.blend import AUTO, blend_members, test_labels, write_blend
     from rockopt.ensemble.members import load_member, study_members
     from rockopt.ensemble.methods import METHODS
     from rockopt.errors import ConfigError
@@ -96,8 +98,8 @@ def blend(
     from rockopt.predict import write_submission
     from rockopt.tracking import Run
 
-    if method not in METHODS:
-        raise ConfigError(f"--method: unknown '{method}'; choose from {', '.join(sorted(METHODS))}")
+    if method not in METHODS and method != AUTO:
+        raise ConfigError(f"--method: unknown '{method}'; choose from {', '.join(sorted([*METHODS, AUTO]))}")
     dirs = [*(members or []), *(more or [])]
     if study and dirs:
         raise ConfigError("give --members or --study, not both")
@@ -119,15 +121,20 @@ def blend(
     table.add_column("OOF in-sample", justify="right")
     table.add_column("cross-validated", justify="right")
     for i, r in enumerate(result.rows):
-        weight = f"{result.blend.weights[i]:.3f}" if i < len(loaded) else ("<- used" if r.name == method else "")
+        weight = f"{result.blend.weights[i]:.3f}" if i < len(loaded) else ("<- used" if r.name == result.method else "")
         table.add_row(r.name, weight, f"{r.in_sample:.4f}", f"{r.cross_validated:.4f}")
     out_console = console()
     out_console.print(table)
+    if result.method.startswith("member:"):
+        err.print(
+            f"no blend beats the best member out of sample: the submission is {result.method.removeprefix('member:')}'s alone",
+            highlight=False,
+        )
 
     files = write_blend(result, out)
     experiment = loaded[0].meta.get("study") or "rockopt-blend"
     with Run(experiment, f"blend-{method}", tags={"rockopt.folds_fingerprint": loaded[0].folds_fingerprint}) as run:
-        run.log_params({"method": method, "offsets": offsets, "members": ",".join(m.name for m in loaded)})
+        run.log_params({"method": method, "used": result.method, "offsets": offsets, "members": ",".join(m.name for m in loaded)})
         metrics = {}
         for r in result.rows:
             key = r.name.replace("/", "_")

@@ -4,6 +4,9 @@ The honest estimate: for every fold f, the blend is fitted on the OOF rows of th
 folds and scored on fold f's rows; the held-out predictions of all folds together give the
 cross-validated macro-F1. The in-sample figure (fitted and scored on all OOF rows) is
 optimistic by construction; the gap between the two shows how much the fit overfits.
+
+`auto` (the default) uses whichever does best out of sample: a blend method, or, when no
+blend beats the best member's OOF macro-F1, that member alone.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ class Row:
     cross_validated: float
 
 
+AUTO = "auto"
+
+
 @dataclass
 class BlendResult:
-    method: str
+    method: str  # the method used, or "member:<name>" when auto found no blend better than a member
     blend: Blend  # fitted on all OOF rows
     rows: list[Row]  # members, then every method
     members: list[Member]
@@ -49,8 +55,8 @@ def _cross_validated(method: str, probs: np.ndarray, labels: np.ndarray, fold: n
 
 def blend_members(members: list[Member], method: str = "weights", offsets: bool = False, log=lambda s: None) -> BlendResult:
     check_compatible(members)
-    if method not in METHODS:
-        raise KeyError(f"unknown blend method '{method}'; choose from {sorted(METHODS)}")
+    if method not in METHODS and method != AUTO:
+        raise KeyError(f"unknown blend method '{method}'; choose from {sorted([*METHODS, AUTO])}")
     ref = members[0]
     labels, fold, c = ref.labels, ref.fold, len(ref.classes)
     probs = np.stack([softmax(m.oof_logits.copy()) for m in members])
@@ -64,11 +70,26 @@ def blend_members(members: list[Member], method: str = "weights", offsets: bool 
         in_sample = score(fitted[name].scores(probs))
         cv = in_sample if name == "mean" else _cross_validated(name, probs, labels, fold, score, **kw)
         rows.append(Row(name, in_sample, cv))
-    chosen = fitted[method]
+    if method == AUTO:
+        method, chosen = _best_out_of_sample(rows, fitted, len(members), c)
+        log(f"auto: {method}, the best cross-validated macro-F1")
+    else:
+        chosen = fitted[method]
     test_probs = None
     if ref.test_logits is not None:
         test_probs = chosen.probs(np.stack([softmax(m.test_logits.copy()) for m in members]))
     return BlendResult(method, chosen, rows, members, chosen.probs(probs), test_probs, fitted)
+
+
+def _best_out_of_sample(rows: list[Row], fitted: dict[str, Blend], m: int, c: int) -> tuple[str, Blend]:
+    """The method with the best cross-validated figure; the best member alone unless a blend beats it
+    (ties go to the member, then to the simpler method: nothing is gained by the extra fit)."""
+    members, methods = rows[:m], rows[m:]
+    best_member = max(range(m), key=lambda i: members[i].cross_validated)
+    best = max(methods, key=lambda r: r.cross_validated)  # first of equals: mean, greedy, weights
+    if best.cross_validated > members[best_member].cross_validated:
+        return best.name, fitted[best.name]
+    return f"member:{members[best_member].name}", Blend(np.eye(m)[best_member], np.zeros(c))
 
 
 def write_blend(result: BlendResult, out: str | Path) -> list[Path]:
