@@ -55,13 +55,17 @@ def test_members_with_another_sample_order_are_refused_by_name(tmp_path):
         blend_members([load_member(a), load_member(b)])
 
 
-def test_a_noise_member_gets_no_weight_and_the_blend_beats_the_best_member_held_out(tmp_path):
+def _two_good_one_noise(tmp_path):
     y, fold = _labels()
-    dirs = [
+    return [
         _write_member(tmp_path / "good", _informative(y, 1.6, 1), y, fold),
         _write_member(tmp_path / "also_good", _informative(y, 1.4, 2), y, fold),
         _write_member(tmp_path / "noise", np.random.default_rng(3).normal(0, 3, (N, C)), y, fold),
     ]
+
+
+def test_a_noise_member_gets_no_weight_and_the_blend_beats_the_best_member_held_out(tmp_path):
+    dirs = _two_good_one_noise(tmp_path)
     result = blend_members([load_member(d) for d in dirs], "greedy")
     rows = {r.name: r for r in result.rows}
     assert result.weights_by_method["greedy"].weights[2] <= 0.05
@@ -103,12 +107,7 @@ def test_study_members_names_the_missing_trial_and_the_command(tmp_path):
 
 
 def test_auto_uses_the_blend_that_does_best_out_of_sample(tmp_path):
-    y, fold = _labels()
-    dirs = [
-        _write_member(tmp_path / "good", _informative(y, 1.6, 1), y, fold),
-        _write_member(tmp_path / "also_good", _informative(y, 1.4, 2), y, fold),
-        _write_member(tmp_path / "noise", np.random.default_rng(3).normal(0, 3, (N, C)), y, fold),
-    ]
+    dirs = _two_good_one_noise(tmp_path)
     result = blend_members([load_member(d) for d in dirs], "auto")
     rows = {r.name: r for r in result.rows}
     assert result.method in ("mean", "greedy", "weights")
