@@ -161,3 +161,46 @@ def test_ctrl_c_fails_the_trial_kills_its_run_and_exits_cleanly(run_cli, study_f
     assert code == 0, err
     study = optuna.load_study(study_name="tiny", storage="sqlite:///studies/tiny.db")
     assert [(t.number, t.state.name) for t in study.trials] == [(0, "FAIL"), (1, "COMPLETE")]
+
+
+def test_baseline_first_makes_trial_0_the_default_recipe(run_cli, workdir, demo_data):
+    doc = {
+        **STUDY,
+        "data": {**STUDY["data"], "path": str(demo_data)},
+        "budget": {"n_trials": 2, "max_epochs": 1},
+        "baseline_first": True,
+        "fixed": {**STUDY["fixed"], "backbone": "test_efficientnet", "hnm_memory": 16},
+        "space": {
+            "sampler_mode": ["balanced", "hnm", "uniform"],  # the default, uniform, listed last
+            "hnm_memory": {"type": "int", "low": 8, "high": 32, "when": {"sampler_mode": "hnm"}},
+            "label_smoothing": {"type": "float", "low": 0.05, "high": 0.2},  # the default, 0, outside the range
+            "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},  # the study's fixed 0.003 is its baseline
+        },
+    }
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    code, _, err = run_cli("search", "--study", workdir / "tiny.yaml")
+    assert code == 0, err
+    assert "trial 0 started (the default recipe): sampler_mode=uniform" in err
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///studies/tiny.db")
+    first, second = study.trials
+    assert first.params["sampler_mode"] == "uniform" and first.params["lr"] == 0.003
+    assert 0.05 <= first.params["label_smoothing"] <= 0.2  # left to the sampler
+    assert "rockopt.baseline" not in second.user_attrs
+    run = MlflowClient().get_run(first.user_attrs["mlflow_run_id"])
+    assert run.data.tags["rockopt.baseline"] == "true"
+    code, _, err = run_cli("search", "--study", workdir / "tiny.yaml", "--n-trials", "1")  # resumed: no second baseline
+    assert code == 0 and "default recipe" not in err
+
+
+def test_baseline_params_take_only_values_the_space_allows():
+    from rockopt.search.space import baseline_params
+    from rockopt.search.study_file import Param
+
+    space = {
+        "a": Param(type="categorical", choices=[1, 2]),
+        "b": Param(type="float", low=0.0, high=1.0, step=0.25),
+        "c": Param(type="int", low=1, high=9, when={"a": 1}),
+        "d": Param(type="float", low=0.0, high=1.0),
+    }
+    assert baseline_params(space, {"a": 1, "b": 0.5, "c": 3, "d": 2.0}) == {"a": 1, "b": 0.5, "c": 3}
+    assert baseline_params(space, {"a": 2, "b": 0.3, "c": 3, "d": True}) == {"a": 2}  # c inactive, 0.3 off the grid

@@ -85,7 +85,7 @@ def test_unknown_study_name_lists_the_known_ones():
         load_study_file("nope")
 
 
-@pytest.mark.parametrize("name", ["quick", "hnm", "balanced", "backbones"])
+@pytest.mark.parametrize("name", ["quick", "cpu", "hnm", "balanced", "backbones"])
 def test_every_shipped_study_is_valid(name):
     spec, path = load_study_file(name)
     assert path.name == f"{name}.yaml" and spec.space
@@ -116,7 +116,7 @@ def test_a_resumed_study_keeps_its_settings_and_says_the_file_changed(tmp_path):
     assert kept.budget.n_trials == 9  # but the budget is the caller's
 
 
-@pytest.mark.parametrize("name", ["quick", "hnm", "balanced", "backbones"])
+@pytest.mark.parametrize("name", ["quick", "cpu", "hnm", "balanced", "backbones"])
 def test_every_bundled_study_draws_trials_that_are_valid_settings(name):
     from pathlib import Path
 

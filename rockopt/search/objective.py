@@ -94,6 +94,9 @@ class Objective:
             "rockopt.study": self.study_name,
             **run_tags(self.data, self.folds, self.base.get("fold", 0)),
         }
+        baseline = bool(trial.user_attrs.get("rockopt.baseline"))
+        if baseline:
+            tags["rockopt.baseline"] = "true"
         retry = retried_from(trial)
         failed, saved = retry if retry else (None, None)
         if failed is not None:
@@ -103,7 +106,7 @@ class Objective:
                 tags["rockopt.resumed_at_epoch"] = str(saved["epoch"])
         run = Run(self.experiment, f"trial-{trial.number}", tags={**tags, "rockopt.worker": self.worker}, parent_run_id=self.parent_run_id)
         trial.set_user_attr("mlflow_run_id", run.id)
-        self.reporter.line(f"trial {trial.number} started: {params_text(params)}")
+        self.reporter.line(f"trial {trial.number} started{' (the default recipe)' if baseline else ''}: {params_text(params)}")
         if failed is not None:
             self.reporter.line(
                 f"trial {trial.number} retries trial {failed.number}, whose worker died: "

@@ -26,6 +26,7 @@ from rockopt.search import factories
 from rockopt.search.doctor import repair_gone_local_workers
 from rockopt.search.locks import study_lock
 from rockopt.search.objective import Objective
+from rockopt.search.space import baseline_params
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file, with_overrides
 from rockopt.tracking import Run, experiment_id, temp_dir
@@ -98,6 +99,9 @@ def _open_study(
             study.set_user_attr("rockopt.spec_fingerprint", spec.fingerprint())
             study.set_user_attr("rockopt.file_fingerprint", file_spec.fingerprint())
             study.set_user_attr("rockopt.study_file", str(source))
+            if spec.baseline_first:
+                defaults = build_config(base_settings(spec), str(source)).flat()
+                study.enqueue_trial(baseline_params(spec.space, defaults), user_attrs={"rockopt.baseline": True})
         else:
             kept = StudySpec(**stored)
             if file_spec.fingerprint() != attrs.get("rockopt.file_fingerprint", kept.fingerprint()):

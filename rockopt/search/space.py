@@ -33,3 +33,23 @@ def suggest(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:
         else:
             chosen[name] = trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
     return chosen
+
+
+def _allows(p: Param, value: Any) -> bool:
+    if p.type == "categorical":
+        return value in p.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not p.low <= value <= p.high:
+        return False
+    if p.type == "int" and int(value) != value:
+        return False
+    return not p.step or abs((value - p.low) / p.step - round((value - p.low) / p.step)) < 1e-9
+
+
+def baseline_params(space: dict[str, Param], settings: dict[str, Any]) -> dict[str, Any]:
+    """The space's parameters at the values SETTINGS give them (the default recipe), where the
+    space allows that value; the others are left to the sampler."""
+    chosen: dict[str, Any] = {}
+    for name, p in space.items():
+        if _active(p, chosen) and name in settings and _allows(p, settings[name]):
+            chosen[name] = settings[name]
+    return chosen

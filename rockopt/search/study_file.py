@@ -116,6 +116,9 @@ class StudySpec(_Strict):
     pruner: NamedSection = NamedSection(name="median")
     fixed: dict[str, Any] = {}
     optional_files: list[str] = []
+    # trial 0 is the default recipe (defaults and `fixed`, where the space allows them): a search
+    # that starts from the baseline cannot end below it
+    baseline_first: bool = False
     space: dict[str, Param] = {}
 
     @field_validator("space", mode="before")
