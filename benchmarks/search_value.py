@@ -1,6 +1,6 @@
 """Does the search earn its keep? The default recipe against the `cpu` study's best, on the same folds.
 
-    python benchmarks/search_value.py [--study studies/cpu.yaml] [--data DIR] [--work DIR] [--top 3]
+    python benchmarks/search_value.py [--study cpu] [--data DIR] [--work DIR] [--top 3]
 
 Arms, each with `rockopt` commands as a user runs them (the work directory keeps every output;
 running the script again reuses what is finished):
@@ -30,7 +30,6 @@ import yaml
 from _common import machine, work_dir
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 
 
 def rockopt(work: Path, *args: str) -> None:
@@ -91,7 +90,7 @@ def paired(a: dict, b: dict, work: Path, reps: int = 2000, seed: int = 0) -> dic
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--study", type=Path, default=REPO / "studies" / "cpu.yaml")
+    ap.add_argument("--study", default="cpu", help="a study name or file")
     ap.add_argument("--data", type=Path, default=None, help="data set (default: the study file's)")
     ap.add_argument("--n-trials", type=int, default=None, help="default: the study file's budget")
     ap.add_argument("--top", type=int, default=3)
@@ -99,14 +98,17 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra fixed settings (e.g. image_size=32 for a smoke run)")
     a = ap.parse_args()
     work = work_dir(a.work)
-    spec = study_variant(a.study.resolve(), work / "study.yaml", a.data, a.n_trials)
+    from rockopt.search.study_file import find_study_file
+
+    source = find_study_file(a.study).resolve()
+    spec = study_variant(source, work / "study.yaml", a.data, a.n_trials)
     for item in a.sets:
         k, _, v = item.partition("=")
         spec["fixed"][k] = yaml.safe_load(v)
     if not spec.get("baseline_first"):
-        raise SystemExit(f"{a.study}: the study needs baseline_first: true (its trial 0 is the baseline)")
+        raise SystemExit(f"{source}: the study needs baseline_first: true (its trial 0 is the baseline)")
     (work / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    name = a.study.stem
+    name = source.stem
     seconds: dict[str, float] = {}
     print(machine(), flush=True)
 

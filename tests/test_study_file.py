@@ -118,15 +118,13 @@ def test_a_resumed_study_keeps_its_settings_and_says_the_file_changed(tmp_path):
 
 @pytest.mark.parametrize("name", ["quick", "cpu", "hnm", "balanced", "backbones"])
 def test_every_bundled_study_draws_trials_that_are_valid_settings(name):
-    from pathlib import Path
-
     import optuna
 
     from rockopt.config import build_config
     from rockopt.search.space import suggest
     from rockopt.search.study_file import base_settings
 
-    spec, _ = load_study_file(Path(__file__).resolve().parents[1] / "studies" / f"{name}.yaml")
+    spec, _ = load_study_file(name)  # found among the studies rockopt ships
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(40):

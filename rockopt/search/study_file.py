@@ -23,7 +23,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import rockopt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rockopt.config import FIELDS, RUNTIME_KEYS, build_config, describe_validation_error, read_yaml
@@ -138,19 +137,22 @@ class StudySpec(_Strict):
         return hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+SHIPPED = Path(__file__).resolve().parent.parent / "studies"  # package data: quick, cpu, hnm, balanced, backbones
+
+
 def find_study_file(name: str | Path) -> Path:
-    """A path, or a name looked up in ./studies/ and then in the studies/ of the rockopt checkout."""
+    """A path, or a name looked up in ./studies/ and then among the studies rockopt ships."""
     p = Path(name).expanduser()
     if p.suffix in (".yaml", ".yml") or p.is_file():
         if not p.is_file():
             raise ConfigError(f"study file not found: {p}")
         return p
-    candidates = [Path("studies") / f"{name}.yaml", Path(rockopt.__file__).resolve().parent.parent / "studies" / f"{name}.yaml"]
+    candidates = [Path("studies") / f"{name}.yaml", SHIPPED / f"{name}.yaml"]
     for c in candidates:
         if c.is_file():
             return c
-    shipped = sorted({f.stem for c in candidates if c.parent.is_dir() for f in c.parent.glob("*.yaml")})
-    raise ConfigError(f"no study named '{name}' (looked in ./studies/ and the rockopt checkout); known: {', '.join(shipped) or 'none'}")
+    known = sorted({f.stem for c in candidates if c.parent.is_dir() for f in c.parent.glob("*.yaml")})
+    raise ConfigError(f"no study named '{name}' (looked in ./studies/ and rockopt's own studies); known: {', '.join(known) or 'none'}")
 
 
 def load_study_file(name: str | Path) -> tuple[StudySpec, Path]:
