@@ -292,3 +292,13 @@ def test_data_check_empty_class_folder_is_fatal_exit_1(run_cli, demo_data, tmp_p
     assert "fatal: class 'Empty' has no images" in out and "Traceback" not in err
     code, _, err = run_cli("train", "--data", root, *_sets())  # training still refuses it, as a usage error
     _one_line_error(code, err, "class 'Empty' has no images")
+
+
+def test_version_and_a_tracking_server_ui(run_cli, monkeypatch):
+    import rockopt
+
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == f"rockopt {rockopt.__version__}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:secret@mlflow.example:5000")
+    code, out, err = run_cli("ui")  # a server has its own UI: say where, start nothing
+    assert code == 0 and "http://user:***@mlflow.example:5000" in out and "secret" not in out + err

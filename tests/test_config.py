@@ -54,3 +54,28 @@ def test_config_file_must_be_a_mapping(tmp_path):
     f.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(f)
+
+
+def test_the_choices_settings_and_options_offer_are_the_registries_names():
+    """A Literal typed in config.py or the CLI names exactly what the registry behind it holds."""
+    from typing import get_args
+
+    from rockopt.cli.ensemble import BlendMethod, Tta
+    from rockopt.config import TrainConfig
+    from rockopt.data.samplers import SAMPLERS
+    from rockopt.data.samplers.schedule import RATIO_SCHEDULES
+    from rockopt.data.transforms import PRESETS, TTA_SETS
+    from rockopt.ensemble.methods import METHODS
+    from rockopt.train.losses import LOSSES
+    from rockopt.train.optim import SCHEDULES
+
+    def choices(field: str) -> set:
+        return set(get_args(TrainConfig.model_fields[field].annotation))
+
+    assert choices("sampler_mode") == set(SAMPLERS)
+    assert choices("hnm_ratio_schedule") == set(RATIO_SCHEDULES)
+    assert choices("scheduler") == set(SCHEDULES)
+    assert choices("loss") == set(LOSSES)
+    assert choices("augment") == set(PRESETS)
+    assert choices("val_tta") == set(get_args(Tta)) == set(TTA_SETS)
+    assert set(get_args(BlendMethod)) == {"auto", *METHODS}

@@ -119,6 +119,22 @@ def test_study_prunes_fails_nests_and_resumes(run_cli, study_file, workdir):
     assert summary["study"] == "tiny" and summary["mlflow_run_id"]
     assert client.get_run(summary["mlflow_run_id"]).data.tags["rockopt.exported_to"] == str(exported[0].resolve())
     assert sum((d / "best.pt").is_file() for d in exported) == 1  # keep_checkpoints: 1
+
+    # for scripts: the same trials as records, on stdout, with no warnings around them
+    import csv
+    import io
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "rockopt", "best", "--study", study_file, "--top", "2", "-f", "json"], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    records = json.loads(p.stdout)
+    assert {r["trial"] for r in records} == {int(d.name.split("-")[1]) for d in exported}
+    assert records[0]["value"] == study.best_value and records[0]["trial"] == study.best_trial.number
+    code, out, _ = run_cli("best", "--study", study_file, "--top", "2", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [int(r["trial"]) for r in rows] == [r["trial"] for r in records] and "sampler_mode" in rows[0]
     assert len(list(workdir.glob("**/trial-*/last.pt"))) == 1  # the states to continue from, likewise
     code, _, err = run_cli("train", "--config", exported[0] / "config.yaml", "-q", "--set", "epochs=1")
     assert code == 0, err

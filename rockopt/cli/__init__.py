@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -15,8 +16,31 @@ app = typer.Typer(
     help="Find the best way to train a rock-type classifier, and blend the best models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        import rockopt
+
+        print(f"rockopt {rockopt.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+            help="MLflow store or server for every run (default: sqlite:///mlruns/mlflow.db).",
+        ),
+    ] = None,
+) -> None:
+    """Find the best way to train a rock-type classifier, and blend the best models."""
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # MLflow's own variable: every command and process reads it
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("search")(search.search)

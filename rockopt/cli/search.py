@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,7 +12,7 @@ from rockopt.cli._options import DataOpt, ExtraSets, QuietOpt, SetOpt, console
 StudyOpt = Annotated[str, typer.Option("--study", help="Study name (studies/NAME.yaml) or a study file path.")]
 StorageOpt = Annotated[
     str | None,
-    typer.Option("--storage", help="Optuna storage URL (default: sqlite:///studies/NAME.db; env ROCKOPT_STORAGE)."),
+    typer.Option("--storage", envvar="ROCKOPT_STORAGE", show_envvar=True, help="Optuna storage URL (default: sqlite:///studies/NAME.db)."),
 ]
 StudyNameOpt = Annotated[str | None, typer.Option("--study-name", help="Name in the storage (default: the file's name).")]
 
@@ -117,6 +117,9 @@ def best(
     export: Annotated[Path | None, typer.Option("--export", help="Write config, checkpoint and summary per trial here.")] = None,
     storage: StorageOpt = None,
     study_name: StudyNameOpt = None,
+    format_: Annotated[
+        Literal["table", "json", "csv"], typer.Option("--format", "-f", help="table for people; json or csv for scripts (on stdout).")
+    ] = "table",
 ) -> None:
     """The best complete trials of a study; --export writes them for `train --config` and `cv`."""
     from collections import Counter
@@ -132,6 +135,11 @@ def best(
     trials = top_trials(ostudy, top)
     counts = Counter(t.state.name for t in ostudy.get_trials(deepcopy=False))
     names = sorted({k for t in trials for k in t.params})
+    if format_ != "table":
+        _print_records(ostudy.study_name, trials, names, format_)
+        if export:
+            export_trials(ostudy, trials, export, url)
+        return
     table = Table(title=f"study {ostudy.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())))
     for col in ("#", "trial", "value", "epochs", *names, "MLflow run"):
         table.add_column(col, justify="right" if col in ("#", "trial", "value", "epochs") else "left")
@@ -145,6 +153,25 @@ def best(
     if export:
         for d in export_trials(ostudy, trials, export, url):
             out.print(f"exported {d}", highlight=False)
+
+
+def _print_records(study: str, trials, names: list[str], fmt: str) -> None:
+    """One record per trial: rank, trial, value, epochs, MLflow run id, then its parameters."""
+    import csv
+    import json
+    import sys
+
+    rows = [
+        {"study": study, "rank": rank, "trial": t.number, "value": t.value, "epochs": t.user_attrs.get("epochs"),
+         "mlflow_run_id": t.user_attrs.get("mlflow_run_id", ""), **{k: t.params.get(k) for k in names}}
+        for rank, t in enumerate(trials, 1)
+    ]  # fmt: skip
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=["study", "rank", "trial", "value", "epochs", "mlflow_run_id", *names])
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _fmt(v) -> str:

@@ -1,3 +1,5 @@
+"""`rockopt ui`: the MLflow UI on the store rockopt writes to."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -5,12 +7,19 @@ from typing import Annotated
 import typer
 
 
-def ui(port: Annotated[int, typer.Option(help="Port to serve on (127.0.0.1).")] = 5000) -> None:
-    """Open the MLflow UI on the same tracking store rockopt writes to."""
+def ui(
+    host: Annotated[str, typer.Option(help="Address to serve on; 0.0.0.0 opens it to the network, without authentication.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
+) -> None:
+    """Open the MLflow UI on the tracking store rockopt writes to (MLFLOW_TRACKING_URI, or ./mlruns)."""
     import os
     import sys
 
-    from rockopt.tracking import tracking_uri
+    from rockopt.tracking import mask_url, tracking_uri
 
     uri = tracking_uri()
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)])
+    if uri.startswith(("http://", "https://")):
+        # a tracking server serves its own UI: nothing to start here
+        print(f"the MLflow tracking server {mask_url(uri)} serves the UI: open it in a browser")
+        return
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
+from rockopt.search.storage import retry_failed_once
 from rockopt.tracking import client
 
 
@@ -80,7 +81,7 @@ def diagnose(study: optuna.Study) -> Diagnosis:
 
 def repair(d: Diagnosis) -> None:
     """Fail stuck trials (re-queued once with their parameters) and end stuck runs KILLED."""
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    retry = retry_failed_once()
     for n, _ in d.stuck_trials:
         d.study.tell(n, state=TrialState.FAIL)
         retry(d.study, d.study.trials[n])
@@ -100,7 +101,7 @@ def repair_gone_local_workers(study: optuna.Study) -> list[int]:
         if _local_worker_gone(t.user_attrs.get("worker", "")):
             d.stuck_trials.append((t.number, "worker gone"))
     if d.stuck_trials:
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+        retry = retry_failed_once()
         for n, _ in d.stuck_trials:
             study.tell(n, state=TrialState.FAIL)
             retry(study, study.trials[n])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -36,8 +37,16 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, grace
 
 
+def retry_failed_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Optuna's callback that queues a failed trial's parameters again, once (without its
+    experimental-feature warning: it is not news to a user of rockopt)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+
 def resolve_storage(url: str | None, study_name: str, workers: int = 1) -> str:
-    url = url or os.environ.get("ROCKOPT_STORAGE")
+    """URL (the command's --storage, or ROCKOPT_STORAGE through it), or the study's default file."""
     if url:
         return url
     STUDIES_DIR.mkdir(exist_ok=True)
@@ -89,13 +98,15 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     engine_kwargs = {"connect_args": {"timeout": 60}} if kind == "sqlite" else {"pool_pre_ping": True}
     for attempt in range(4):
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=interval,
-                grace_period=grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=interval,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=retry_failed_once(),
+                )
         except IntegrityError:
             # workers on several hosts creating the tables of an empty database at once: one wins, retry
             time.sleep(0.5 + random.random() * (attempt + 1))
