@@ -17,7 +17,7 @@ import numpy as np
 
 from rockopt.ensemble.methods import fit_greedy, fit_mean, fit_weights
 from rockopt.ensemble.score import MacroF1
-from rockopt.predict import softmax
+from rockopt.metrics import softmax
 
 SHARES = np.array([0.04, 0.09, 0.12, 0.14, 0.17, 0.20, 0.24])
 

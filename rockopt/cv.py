@@ -23,10 +23,10 @@ from rockopt.data.layout import TrainSet
 from rockopt.errors import ConfigError
 from rockopt.outputs import ensure_dir
 from rockopt.jobs import prepare_data, run_tags, train_in_run
+from rockopt.metrics import confusion, macro_f1
 from rockopt.predict import predict_logits, test_images
 from rockopt.tracking import Run
 from rockopt.train.engine import LAST, load_state
-from rockopt.train.metrics import f1_per_class
 
 
 def provenance(config_path: str | Path | None) -> dict:
@@ -50,8 +50,7 @@ def default_member_dir(cfg: TrainConfig, config_path: str | Path | None, origin:
 
 
 def _macro_f1(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    cm = np.bincount(labels * num_classes + logits.argmax(1), minlength=num_classes**2).reshape(num_classes, num_classes)
-    return float(f1_per_class(cm).mean())
+    return macro_f1(confusion(labels, logits.argmax(1), num_classes))
 
 
 def run_cv(

@@ -94,37 +94,6 @@ def test_images(data_root: str | Path) -> tuple[list[str], list[str]]:
     return list(df["ID"]), [str(p) for p in paths]
 
 
-def write_submission(data_root: str | Path, ids: list[str], labels: list[str], out: str | Path) -> Path:
-    """Exactly the rows and column order of sample_submission.csv, with the predicted class names.
-
-    Refuses a template whose IDs do not match test.csv row for row.
-    """
-    import pandas as pd
-
-    root = Path(data_root)
-    template = root / "sample_submission.csv"
-    if template.is_file():
-        sub = pd.read_csv(template, dtype=str)
-        if "ID" not in sub.columns or len(sub.columns) < 2:
-            raise DataError(f"{template}: expected columns ID and the label column")
-        if list(sub["ID"]) != list(ids):
-            raise DataError(f"{template}: its IDs do not match test.csv row for row; refusing to write a misaligned submission")
-        sub[sub.columns[1]] = labels
-    else:
-        sub = pd.DataFrame({"ID": ids, "rock_type": labels})
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sub.to_csv(out, index=False)
-    return out
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=-1, keepdims=True)
-    return z
-
-
 def predict_dir(model_dir: str | Path, data_root: str | Path, tta: str = "none") -> tuple[list[str], np.ndarray, list[str]]:
     """Test IDs, logits (mean over the checkpoints) and class names for a model directory."""
     p = find_predictor(model_dir)

@@ -55,7 +55,9 @@ def predict(
     import numpy as np
 
     from rockopt.outputs import ensure_parent
-    from rockopt.predict import predict_dir, softmax, write_submission
+    from rockopt.metrics import softmax
+    from rockopt.data.layout import write_submission
+    from rockopt.predict import predict_dir
 
     ensure_parent(out, "--out")  # before the checkpoints are loaded and run
     ids, logits, classes = predict_dir(model, data, tta)
@@ -88,7 +90,7 @@ def blend(
     from rockopt.ensemble.members import load_member, study_members
     from rockopt.errors import ConfigError
     from rockopt.outputs import ensure_dir
-    from rockopt.predict import write_submission
+    from rockopt.data.layout import write_submission
     from rockopt.tracking import Run
 
     dirs = [*(members or []), *(more or [])]

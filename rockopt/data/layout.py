@@ -143,3 +143,27 @@ def resolve_test_path(root: Path, img_path: str) -> Path:
     # normpath, not resolve: the same spelling as training paths, for the image cache's lookups
     # strings, not pathlib, until the end: test sets have ~100k rows
     return Path(img_path) if os.path.isabs(img_path) else Path(os.path.normpath(os.path.join(root, img_path)))
+
+
+def write_submission(data_root: str | Path, ids: list[str], labels: list[str], out: str | Path) -> Path:
+    """Exactly the rows and column order of sample_submission.csv, with the predicted class names.
+
+    Refuses a template whose IDs do not match test.csv row for row.
+    """
+    import pandas as pd
+
+    root = Path(data_root)
+    template = root / "sample_submission.csv"
+    if template.is_file():
+        sub = pd.read_csv(template, dtype=str)
+        if "ID" not in sub.columns or len(sub.columns) < 2:
+            raise DataError(f"{template}: expected columns ID and the label column")
+        if list(sub["ID"]) != list(ids):
+            raise DataError(f"{template}: its IDs do not match test.csv row for row; refusing to write a misaligned submission")
+        sub[sub.columns[1]] = labels
+    else:
+        sub = pd.DataFrame({"ID": ids, "rock_type": labels})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sub.to_csv(out, index=False)
+    return out

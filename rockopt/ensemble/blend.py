@@ -20,7 +20,7 @@ import numpy as np
 from rockopt.ensemble.members import Member, check_compatible
 from rockopt.ensemble.methods import METHODS, Blend, fit
 from rockopt.ensemble.score import MacroF1
-from rockopt.predict import softmax
+from rockopt.metrics import softmax
 
 
 @dataclass

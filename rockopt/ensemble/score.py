@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rockopt.metrics import macro_f1
+
 
 @numba.njit(cache=True, nogil=True)
 def _confusion(total, probs, alpha, offsets, labels, c):  # pragma: no cover - compiled
@@ -29,12 +31,6 @@ def _confusion(total, probs, alpha, offsets, labels, c):  # pragma: no cover - c
     return cm
 
 
-def f1_from_confusion(cm: np.ndarray) -> float:
-    tp = np.diag(cm).astype(np.float64)
-    denom = cm.sum(0) + cm.sum(1)
-    return float(np.divide(2 * tp, denom, out=np.zeros(len(tp)), where=denom > 0).mean())
-
-
 class MacroF1:
     """Scores candidate blends against fixed labels."""
 
@@ -45,15 +41,14 @@ class MacroF1:
         self._zero = np.zeros(num_classes, dtype=np.float32)
 
     def from_pred(self, pred: np.ndarray) -> float:
-        cm = np.bincount(self.offset + pred, minlength=self.c * self.c).reshape(self.c, self.c)
-        return f1_from_confusion(cm)
+        return macro_f1(np.bincount(self.offset + pred, minlength=self.c * self.c).reshape(self.c, self.c))
 
     def __call__(self, scores: np.ndarray, offsets: np.ndarray | None = None) -> float:
         """Macro-F1 of argmax(scores + offsets)."""
         s = np.ascontiguousarray(scores, dtype=np.float32)
         off = self._zero if offsets is None else np.asarray(offsets, dtype=np.float32)
-        return f1_from_confusion(_confusion(s, s, np.float32(0.0), off, self.labels, self.c))
+        return macro_f1(_confusion(s, s, np.float32(0.0), off, self.labels, self.c))
 
     def blended(self, total: np.ndarray, probs: np.ndarray, alpha: float) -> float:
         """Macro-F1 of argmax(total + alpha * probs), without forming the sum."""
-        return f1_from_confusion(_confusion(total, probs, np.float32(alpha), self._zero, self.labels, self.c))
+        return macro_f1(_confusion(total, probs, np.float32(alpha), self._zero, self.labels, self.c))

@@ -32,7 +32,8 @@ from rockopt.errors import ConfigError, RockoptError
 from rockopt.report import progress_display
 from rockopt.train.handover import LossHandover
 from rockopt.train.losses import make_loss
-from rockopt.train.metrics import confusion_matrix, f1_per_class
+from rockopt.metrics import f1_per_class
+from rockopt.train.metrics import confusion_matrix
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule
 from rockopt.train.precision import Precision
