@@ -38,7 +38,8 @@ def main() -> None:
     from rockopt.data.folds import load_or_create_folds
     from rockopt.data.layout import scan_train
     from rockopt.data.split import make_split
-    from rockopt.train.engine import fit, resolve_workers
+    from rockopt.train.engine import fit
+    from rockopt.train.inference import resolve_workers
 
     data = a.data.resolve()
     ts = scan_train(data)

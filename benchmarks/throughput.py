@@ -29,7 +29,7 @@ def compute_bound(backbone: str, size: int, batch: int, steps: int, device: torc
     """(a): images/s of forward + backward + optimizer step on batches already on the device."""
     import torch.nn.functional as F
 
-    from rockopt.train.engine import Normalize
+    from rockopt.train.inference import Normalize
     from rockopt.train.model import create_model, normalization, to_device
     from rockopt.train.optim import create_optimizer
     from rockopt.train.precision import Precision
@@ -131,7 +131,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from rockopt.data.cache import build_cache
-    from rockopt.train.engine import resolve_workers
+    from rockopt.train.inference import resolve_workers
 
     device = torch.device("cuda" if gpu else "cpu")
     workers = resolve_workers(a.workers)

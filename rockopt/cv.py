@@ -26,7 +26,7 @@ from rockopt.jobs import prepare_data, run_tags, train_in_run
 from rockopt.metrics import confusion, macro_f1
 from rockopt.predict import predict_logits, test_images
 from rockopt.tracking import Run
-from rockopt.train.engine import LAST, load_state
+from rockopt.train.checkpoints import LAST, load_state
 
 
 def provenance(config_path: str | Path | None) -> dict:

@@ -19,7 +19,8 @@ from rockopt.data.split import first_unreadable_class, make_split
 from rockopt.errors import ConfigError, DataError
 from rockopt.outputs import ensure_dir
 from rockopt.report import params_text
-from rockopt.train.engine import LAST, EpochResult, FitResult, epoch_history, fit, load_state
+from rockopt.train.checkpoints import LAST, load_state
+from rockopt.train.engine import EpochResult, FitResult, epoch_history, fit
 from rockopt.tracking import Run, confusion_png
 
 

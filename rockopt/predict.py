@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rockopt.config import build_config, load_config
 from rockopt.data.dataset import ImageDataset
 from rockopt.data.layout import read_test_csv, resolve_test_path
-from rockopt.data.transforms import build_eval_transform, tta_views
+from rockopt.data.transforms import build_eval_transform
 from rockopt.errors import DataError, RockoptError
-from rockopt.train.engine import Normalize, eval_loader, image_reader, load_checkpoint, resolve_device, resolve_workers
+from rockopt.train.checkpoints import load_checkpoint
+from rockopt.train.inference import Normalize, eval_loader, image_reader, logits_by_chunk, resolve_device, resolve_workers
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.precision import Precision
 
@@ -42,7 +42,6 @@ def find_predictor(model_dir: str | Path) -> Predictor:
     return Predictor(ckpts, config, classes)
 
 
-@torch.no_grad()
 def predict_logits(
     checkpoint: str | Path, paths: list[str], tta: str = "none", batch_size: int | None = None, data_root: str | Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -61,23 +60,17 @@ def predict_logits(
     model = to_device(model, device, cfg.channels_last).eval()
     norm = Normalize(*normalization(model), device, cfg.channels_last)
     precision = Precision(cfg.amp, device)
-    views = tta_views(tta)
     bs = batch_size or 2 * cfg.batch_size
     workers = resolve_workers(cfg.num_workers)
     reader = image_reader(cfg.model_copy(update={"cache": "auto"} if cfg.cache == "build" else {}), paths, str(data_root)) if data_root else None
     ds = ImageDataset(paths, None, build_eval_transform(cfg.image_size), reader=reader)
-    loader = eval_loader(ds, bs, workers, device)
     out = np.zeros((len(paths), len(state["classes"])), dtype=np.float32)
     ok = np.zeros(len(paths), dtype=bool)
-    for chunk in loader:
-        if not len(chunk["index"]):
-            continue
-        x = norm(chunk["image"])
-        with precision.autocast():
-            logits = sum(model(v(x)).float() for v in views) / len(views)
-        idx = chunk["index"].numpy()
-        out[idx] = logits.cpu().numpy()
-        ok[idx] = True
+    for chunk, logits in logits_by_chunk(model, eval_loader(ds, bs, workers, device), norm, precision, tta):
+        if logits is not None:
+            idx = np.asarray(chunk["index"])
+            out[idx] = logits.cpu().numpy()
+            ok[idx] = True
     return out, ok
 
 

@@ -61,7 +61,7 @@ def test_compile_wraps_the_model_and_checkpoints_keep_plain_keys(demo_data, tmp_
     """
     import torch
 
-    from rockopt.train.engine import load_checkpoint
+    from rockopt.train.checkpoints import load_checkpoint
 
     compiled = []
 

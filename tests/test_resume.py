@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from mlflow.tracking import MlflowClient
 
-from rockopt.train.engine import LAST, load_checkpoint
+from rockopt.train.checkpoints import LAST, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 # deterministic, on the CPU, with augmentation, label smoothing and dropout: every random stream matters

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rockopt.config import TrainConfig, load_config
-from rockopt.train.engine import load_checkpoint
+from rockopt.train.checkpoints import load_checkpoint
 from tests.conftest import TINY
 
 

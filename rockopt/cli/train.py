@@ -36,7 +36,7 @@ def train(
     if resume is not None:
         if config is not None or data is not None or fold is not None or all_folds:
             raise ConfigError("--resume continues a saved run: --config, --data, --fold and --all-folds do not apply")
-        from rockopt.train.engine import LAST, load_state
+        from rockopt.train.checkpoints import LAST, load_state
 
         saved = load_state(resume / LAST)
         total = saved["config"]["epochs"]

@@ -29,7 +29,7 @@ from rockopt.report import Reporter, duration, params_text
 from rockopt.search.space import suggest
 from rockopt.search.study_file import StudySpec
 from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, error_text
-from rockopt.train.engine import LAST, load_state
+from rockopt.train.checkpoints import LAST, load_state
 
 
 def free_accelerator_memory() -> None:

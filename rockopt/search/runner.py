@@ -30,7 +30,8 @@ from rockopt.search.space import baseline_params
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file, with_overrides
 from rockopt.tracking import Run, experiment_id, temp_dir
-from rockopt.train.engine import LAST, image_reader
+from rockopt.train.checkpoints import LAST
+from rockopt.train.inference import image_reader
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ stays outside: the caller passes `on_epoch`, which may raise to stop the run ear
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
@@ -17,30 +16,24 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader
 
-from rockopt.config import RUNTIME_KEYS, TrainConfig
-from rockopt.data.dataset import ImageDataset, seed_worker
-from rockopt.data.readers import open_reader
+from rockopt.config import TrainConfig
+from rockopt.data.dataset import ImageDataset
 from rockopt.data.samplers import create_sampler
 from rockopt.data.samplers.schedule import hnm_ratio_at
 from rockopt.data.split import Split
 from rockopt.data.stream import TrainStream, stream_plan
-from rockopt.data.transforms import build_eval_transform, build_transform, random_flips, tta_views
+from rockopt.data.transforms import build_eval_transform, build_transform, random_flips
 from rockopt.errors import ConfigError, RockoptError
-from rockopt.report import progress_display
-from rockopt.train.handover import LossHandover
-from rockopt.train.losses import make_loss
 from rockopt.metrics import f1_per_class
-from rockopt.train.metrics import confusion_matrix
+from rockopt.report import progress_display
+from rockopt.train.checkpoints import LAST, check_resumable, rng_state, save, set_rng_state
+from rockopt.train.handover import LossHandover
+from rockopt.train.inference import Evaluation, Normalize, eval_loader, evaluate, image_reader, resolve_device, resolve_workers
+from rockopt.train.losses import make_loss
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule
 from rockopt.train.precision import Precision
-
-
-LAST = "last.pt"  # the state at the end of the latest epoch, to continue from
-
 
 class TrainingDiverged(RockoptError):
     """The training loss became NaN or infinite."""
@@ -91,33 +84,6 @@ class FitResult:
     images: str = "image files"  # where the training pixels came from: the files or the image cache
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"key 'device': not a torch device, got '{name}'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"key 'device': '{name}' asked for, but no CUDA device is available")
-    return device
-
-
-def resolve_workers(n: int | None) -> int:
-    """Loader worker processes: the setting, or one per core but the training process's (at most 16)."""
-    if n is not None:
-        return n
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(16, cores - 1))
-
-
-def image_reader(cfg: TrainConfig, paths: list[str], data_root: str, progress: bool = False):
-    """The files or the image cache, as the config's `cache`, `cache_size` and `cache_dir` say."""
-    return open_reader(
-        paths, data_root, mode=cfg.cache, size=cfg.cache_size, image_size=cfg.image_size, cache_dir=cfg.cache_dir, progress=progress
-    )
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -125,57 +91,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     # set both ways: several runs may share one process (a search), each with its own setting
     torch.backends.cudnn.benchmark = not deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
-
-
-class Normalize(nn.Module):
-    """uint8 NCHW (or a list of chunks) -> float on the device, normalised; channels-last on CUDA."""
-
-    def __init__(self, mean, std, device: torch.device, channels_last: bool):
-        super().__init__()
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
-        self.fmt = torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
-        self.device = device
-
-    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        if isinstance(x, list):  # worker chunks: joined on the device, not copied once more on the host
-            x = torch.cat([c.to(self.device, non_blocking=True) for c in x])
-        x = x.to(self.device, non_blocking=True).float()
-        return ((x - self.mean) / self.std).contiguous(memory_format=self.fmt)
-
-
-@dataclass
-class Evaluation:
-    logits: np.ndarray
-    index: np.ndarray
-    loss: float
-    confusion: np.ndarray
-    skipped: list[int]
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, norm: Normalize, precision: Precision, num_classes: int, tta: str = "none") -> Evaluation:
-    """Logits of every readable sample (mean over the TTA views), loss without label smoothing."""
-    model.eval()
-    views = tta_views(tta)
-    logits, labels, index, skipped = [], [], [], []
-    for chunk in loader:
-        skipped += chunk["skipped"].tolist()
-        if not len(chunk["index"]):
-            continue
-        x = norm(chunk["image"])
-        with precision.autocast():
-            out = sum(model(v(x)).float() for v in views) / len(views)
-        logits.append(out)
-        labels.append(chunk["label"])
-        index.append(chunk["index"])
-    if not logits:
-        raise RockoptError("no validation image could be read")
-    out = torch.cat(logits)
-    y = torch.cat(labels).to(out.device)
-    loss = F.cross_entropy(out, y).item()
-    cm = confusion_matrix(out.argmax(1), y, num_classes).cpu().numpy()
-    return Evaluation(out.cpu().numpy().astype(np.float32), torch.cat(index).numpy(), loss, cm, skipped)
 
 
 @contextmanager
@@ -190,20 +105,6 @@ def _epoch_task(progress, total: int):
         yield progress, task
     finally:
         progress.remove_task(task)
-
-
-def eval_loader(ds: ImageDataset, batch_size: int, workers: int, device: torch.device, persistent: bool = False) -> DataLoader:
-    """Fixed-order batches of DS for evaluation and prediction (whole chunks, so a batch keeps its indices)."""
-    chunks = [list(range(i, min(i + batch_size, len(ds)))) for i in range(0, len(ds), batch_size)]
-    return DataLoader(
-        ds,
-        batch_size=None,
-        sampler=chunks,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=persistent and workers > 0,
-        worker_init_fn=seed_worker if workers else None,
-    )
 
 
 def fit(
@@ -309,7 +210,7 @@ def fit(
         skipped, val_skipped = set(loop["skipped"]), set(loop["val_skipped"])
         history = epoch_history(resume)
         best = Evaluation(**loop["best_eval"])
-        _set_rng_state(resume["rng"], flip_gen)
+        set_rng_state(resume["rng"], flip_gen)
         first = resume["epoch"] + 1
 
     with _epoch_task(progress, stream.steps_per_epoch) as (bar, task):
@@ -390,10 +291,10 @@ def fit(
                     "skipped": sorted(skipped), "val_skipped": sorted(val_skipped),
                     "history": [asdict(h) for h in history], "best_eval": asdict(best),
                 }  # fmt: skip
-                _save(
+                save(
                     state_path,
                     _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1)
-                    | {"loop": loop, "rng": _rng_state(flip_gen), "meta": dict(meta or {})},
+                    | {"loop": loop, "rng": rng_state(flip_gen), "meta": dict(meta or {})},
                 )
 
     assert best is not None
@@ -415,15 +316,7 @@ def fit(
 
 
 def _save_checkpoint(path: Path, model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1) -> None:
-    _save(path, _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1))
-
-
-def _save(path: Path, state: dict) -> None:
-    """Written whole or not at all: a crash while saving leaves the previous file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    save(path, _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1))
 
 
 def _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1) -> dict:
@@ -444,56 +337,8 @@ def _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoc
     }
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    # our own checkpoints hold numpy arrays (sampler state): not loadable with weights_only
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def load_state(path: str | Path) -> dict:
-    """A run's `last.pt`, or a one-line error naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no saved state to continue from (the run never finished an epoch)")
-    try:
-        state = load_checkpoint(path)
-    except Exception as e:
-        raise RockoptError(f"{path}: not readable as a saved training state ({type(e).__name__})") from None
-    if not isinstance(state, dict) or "loop" not in state:
-        raise ConfigError(f"{path}: not a last.pt training state")
-    return state
-
-
 def epoch_history(state: dict) -> list[EpochResult]:
     """The epochs a saved state has behind it."""
     return [EpochResult(**h) for h in state["loop"]["history"]]
 
 
-def check_resumable(state: dict, cfg: TrainConfig, split: Split) -> None:
-    """The state continues this run only with the settings that decide what it learns, on the same data and fold."""
-    saved = state["config"]
-    changed = sorted(k for k, v in cfg.flat().items() if k not in RUNTIME_KEYS and k in saved and saved[k] != v)
-    if changed:
-        what = ", ".join(f"{k}: {saved[k]!r} -> {cfg.flat()[k]!r}" for k in changed)
-        raise ConfigError(f"cannot continue the saved run with other settings ({what}); only runtime settings may change")
-    if (state["data_fingerprint"], state["folds_fingerprint"], state["fold"]) != (split.data_fingerprint, split.folds_fingerprint, split.fold):
-        raise ConfigError("cannot continue the saved run: its data set, folds file or fold differ from this one's")
-
-
-def _rng_state(flip_gen: torch.Generator | None) -> dict:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "flips": flip_gen.get_state() if flip_gen is not None else None,
-    }
-
-
-def _set_rng_state(state: dict, flip_gen: torch.Generator | None) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if flip_gen is not None and state["flips"] is not None:
-        flip_gen.set_state(state["flips"])
