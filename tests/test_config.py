@@ -60,7 +60,8 @@ def test_the_choices_settings_and_options_offer_are_the_registries_names():
     """A Literal typed in config.py or the CLI names exactly what the registry behind it holds."""
     from typing import get_args
 
-    from rockopt.cli.ensemble import BlendMethod, Tta
+    from rockopt.cli._options import Tta
+    from rockopt.cli.blend import BlendMethod
     from rockopt.config import TrainConfig
     from rockopt.data.samplers import SAMPLERS
     from rockopt.data.samplers.schedule import RATIO_SCHEDULES

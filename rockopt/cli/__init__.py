@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rockopt.cli import data, demo, ensemble, search, train, ui
+from rockopt.cli import blend, cv, data, demo, predict, search, train, ui
 from rockopt.errors import RockoptError
 
 app = typer.Typer(
@@ -46,9 +46,9 @@ app.command("train")(train.train)
 app.command("search")(search.search)
 app.command("best")(search.best)
 app.command("doctor")(search.doctor)
-app.command("cv")(ensemble.cv)
-app.command("predict")(ensemble.predict)
-app.command("blend")(ensemble.blend)
+app.command("cv")(cv.cv)
+app.command("predict")(predict.predict)
+app.command("blend")(blend.blend)
 app.command("demo")(demo.demo)
 app.command("ui")(ui.ui)
 

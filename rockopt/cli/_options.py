@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -15,6 +15,8 @@ SetOpt = Annotated[
 ]
 ExtraSets = Annotated[list[str] | None, typer.Argument(help="More key=value settings.", show_default=False)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Tta = Literal["none", "flip", "d4"]  # the names of transforms.TTA_SETS (a test ties them)
+TtaOpt = Annotated[Tta, typer.Option("--tta", help="Test-time augmentation: the mean of the model over these views.")]
 
 
 def console(stderr: bool = False):

@@ -1,4 +1,4 @@
-"""`rockopt cv`, `rockopt predict` and `rockopt blend`."""
+"""`rockopt blend`: members' out-of-fold logits -> blend weights and a submission."""
 
 from __future__ import annotations
 
@@ -7,64 +7,9 @@ from typing import Annotated, Literal
 
 import typer
 
-from rockopt.cli._options import ConfigOpt, DataOpt, ExtraSets, QuietOpt, SetOpt, console
+from rockopt.cli._options import DataOpt, console
 
-Tta = Literal["none", "flip", "d4"]  # the names of transforms.TTA_SETS (a test ties them)
 BlendMethod = Literal["auto", "mean", "greedy", "weights"]  # "auto" and the names of ensemble.methods.METHODS
-TtaOpt = Annotated[Tta, typer.Option("--tta", help="Test-time augmentation: the mean of the model over these views.")]
-
-
-def cv(
-    config: ConfigOpt = None,
-    data: DataOpt = None,
-    folds_file: Annotated[Path | None, typer.Option("--folds-file", help="Folds file to use (default: the config's).")] = None,
-    tta: TtaOpt = "none",
-    out: Annotated[Path | None, typer.Option("--out", help="Member directory (default: runs/members/<study>-trial-<n>).")] = None,
-    set_: SetOpt = None,
-    extra: ExtraSets = None,
-    quiet: QuietOpt = False,
-) -> None:
-    """Train a configuration on every fold: out-of-fold logits, test logits, a blend member. Resumable."""
-    from rockopt.config import load_config, parse_sets
-    from rockopt.cv import run_cv
-
-    overrides = parse_sets([*(set_ or []), *(extra or [])])
-    if data is not None:
-        overrides["data"] = str(data)
-    cfg = load_config(config, overrides)
-    from rockopt.report import Reporter
-
-    reporter = Reporter(bars=not quiet)
-    with reporter:
-        member = run_cv(cfg, config_path=config, folds_file=folds_file, tta=tta, out=out, progress=reporter.bar(), log=reporter.line)
-    import json
-
-    meta = json.loads((member / "member.json").read_text())
-    folds = "  ".join(f"{f:.4f}" for f in meta["fold_f1"])
-    console().print(f"member {member}: OOF macro-F1 {meta['oof_f1']:.4f}  (folds: {folds})", highlight=False)
-
-
-def predict(
-    model: Annotated[Path, typer.Option("--model", help="An exported trial or a cv member directory.")],
-    data: Annotated[Path, typer.Option("--data", help="Data set with test.csv (and sample_submission.csv).")],
-    out: Annotated[Path, typer.Option("--out", help="Submission CSV to write.")],
-    tta: TtaOpt = "none",
-    save_logits: Annotated[bool, typer.Option("--save-logits", help="Also write the logits and probabilities (.npz) beside it.")] = False,
-) -> None:
-    """Predict the test images; write the submission in the template's rows and column order."""
-    import numpy as np
-
-    from rockopt.outputs import ensure_parent
-    from rockopt.metrics import softmax
-    from rockopt.data.layout import write_submission
-    from rockopt.predict import predict_dir
-
-    ensure_parent(out, "--out")  # before the checkpoints are loaded and run
-    ids, logits, classes = predict_dir(model, data, tta)
-    path = write_submission(data, ids, [classes[i] for i in logits.argmax(1)], out)
-    if save_logits:
-        np.savez_compressed(path.with_suffix(".npz"), ids=np.asarray(ids), logits=logits, probs=softmax(logits.copy()), classes=np.asarray(classes))
-    console().print(f"wrote {path} ({len(ids)} rows)", highlight=False)
 
 
 def blend(

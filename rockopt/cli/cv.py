@@ -1,0 +1,40 @@
+"""`rockopt cv`: one configuration on every fold -> a blend member."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rockopt.cli._options import ConfigOpt, DataOpt, ExtraSets, QuietOpt, SetOpt, TtaOpt, console
+
+
+def cv(
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    folds_file: Annotated[Path | None, typer.Option("--folds-file", help="Folds file to use (default: the config's).")] = None,
+    tta: TtaOpt = "none",
+    out: Annotated[Path | None, typer.Option("--out", help="Member directory (default: runs/members/<study>-trial-<n>).")] = None,
+    set_: SetOpt = None,
+    extra: ExtraSets = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a configuration on every fold: out-of-fold logits, test logits, a blend member. Resumable."""
+    from rockopt.config import load_config, parse_sets
+    from rockopt.cv import run_cv
+
+    overrides = parse_sets([*(set_ or []), *(extra or [])])
+    if data is not None:
+        overrides["data"] = str(data)
+    cfg = load_config(config, overrides)
+    from rockopt.report import Reporter
+
+    reporter = Reporter(bars=not quiet)
+    with reporter:
+        member = run_cv(cfg, config_path=config, folds_file=folds_file, tta=tta, out=out, progress=reporter.bar(), log=reporter.line)
+    import json
+
+    meta = json.loads((member / "member.json").read_text())
+    folds = "  ".join(f"{f:.4f}" for f in meta["fold_f1"])
+    console().print(f"member {member}: OOF macro-F1 {meta['oof_f1']:.4f}  (folds: {folds})", highlight=False)
