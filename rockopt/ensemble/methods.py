@@ -76,6 +76,28 @@ def fit_greedy(probs: np.ndarray, labels: np.ndarray, *, iters: int = 60, patien
     return Blend(best_counts / best_counts.sum(), np.zeros(c))
 
 
+def _coordinate_search(
+    n: int, steps: tuple[float, ...], rounds: int, probe: Callable[[int, float], float | None], take: Callable[[int, float], None], best: float
+) -> float:
+    """Coordinate ascent with shrinking steps: for each step, up to ROUNDS passes over the N
+    coordinates, each trying +step then -step and taking the first strict gain. PROBE(i, d)
+    scores moving coordinate i by d (None: not allowed); TAKE(i, d) makes the move."""
+    for step in steps:
+        for _ in range(rounds):
+            improved = False
+            for i in range(n):
+                for d in (step, -step):
+                    s = probe(i, d)
+                    if s is not None and s > best + 1e-12:
+                        best = s
+                        take(i, d)
+                        improved = True
+                        break
+            if not improved:
+                break
+    return best
+
+
 def fit_weights(probs: np.ndarray, labels: np.ndarray, *, init: Blend | None = None, offsets: bool = False, **_) -> Blend:
     """Non-negative weights summing to one (and optional per-class offsets) maximising macro-F1.
 
@@ -88,42 +110,37 @@ def fit_weights(probs: np.ndarray, labels: np.ndarray, *, init: Blend | None = N
     score = MacroF1(labels, c)
     w = (init or fit_greedy(probs, labels)).weights.astype(np.float64).copy()
     total = np.tensordot(w.astype(np.float32), probs, axes=1)
-    best = score(total)
-    for step in (0.1, 0.05, 0.02, 0.01):
-        for _ in range(4):
-            improved = False
-            for k in range(m):
-                for d in (step, -step):
-                    new = max(0.0, w[k] + d)
-                    delta = new - w[k]
-                    if delta == 0 or (new == 0 and np.count_nonzero(w) == 1):
-                        continue
-                    s = score.blended(total, probs[k], delta)
-                    if s > best + 1e-12:
-                        best, w[k] = s, new
-                        total += np.float32(delta) * probs[k]
-                        improved = True
-                        break
-            if not improved:
-                break
+
+    def moved(k: int, d: float) -> float:
+        return max(0.0, w[k] + d) - w[k]  # weights stay non-negative
+
+    def probe_weight(k: int, d: float) -> float | None:
+        delta = moved(k, d)
+        if delta == 0 or (w[k] + delta == 0 and np.count_nonzero(w) == 1):
+            return None  # no move, or the last member left out
+        return score.blended(total, probs[k], delta)
+
+    def take_weight(k: int, d: float) -> None:
+        nonlocal total
+        delta = moved(k, d)
+        w[k] += delta
+        total += np.float32(delta) * probs[k]
+
+    _coordinate_search(m, (0.1, 0.05, 0.02, 0.01), 4, probe_weight, take_weight, score(total))
     w /= w.sum()
     b = np.zeros(c)
     if offsets:
         logp = np.log(np.tensordot(w.astype(np.float32), probs, axes=1) + 1e-12)
-        best = score(logp)
-        for step in (0.5, 0.2, 0.1, 0.05):
-            for _ in range(3):
-                improved = False
-                for j in range(c):
-                    for d in (step, -step):
-                        trial = b.copy()
-                        trial[j] += d
-                        s = score(logp, trial)
-                        if s > best + 1e-12:
-                            best, b, improved = s, trial, True
-                            break
-                if not improved:
-                    break
+
+        def probe_offset(j: int, d: float) -> float:
+            trial = b.copy()
+            trial[j] += d
+            return score(logp, trial)
+
+        def take_offset(j: int, d: float) -> None:
+            b[j] += d
+
+        _coordinate_search(c, (0.5, 0.2, 0.1, 0.05), 3, probe_offset, take_offset, score(logp))
     return Blend(w, b)
 
 
