@@ -19,7 +19,7 @@ from rockopt.data.split import first_unreadable_class, make_split
 from rockopt.errors import ConfigError, DataError
 from rockopt.outputs import ensure_dir
 from rockopt.report import params_text
-from rockopt.train.checkpoints import LAST, load_state
+from rockopt.train.checkpoints import LAST
 from rockopt.train.engine import EpochResult, FitResult, epoch_history, fit
 from rockopt.tracking import Run, confusion_png
 
@@ -82,36 +82,36 @@ def train_in_run(
     cfg = cfg.model_copy(update={"fold": fold, "folds": folds.k})
     split = make_split(data, folds, fold)
     run_dir.mkdir(parents=True, exist_ok=True)
-    same_run = resume is not None and resume["meta"].get("mlflow_run_id") == run.id
-    if same_run:
-        saved = resume["config"]
-        changed = {k: v for k, v in cfg.flat().items() if k in RUNTIME_KEYS and saved.get(k) != v}
-        run.set_tags(
-            {"rockopt.resumed_at_epoch": resume["epoch"]} | ({"rockopt.resumed_with": params_text(changed)} if changed else {})
-        )
-    else:
-        run.log_params({k: v for k, v in cfg.flat().items() if k not in omit_params})
-        run.log_artifact(dump_config(cfg, run_dir / "config.yaml"))
-
     best = {"best_val_f1": -1.0, "best_epoch": 0}
-    if same_run:
-        for res in epoch_history(resume):
-            if res.val_f1 > best["best_val_f1"]:
-                best.update(best_val_f1=res.val_f1, best_epoch=res.epoch)
+
+    def track_best(res: EpochResult) -> None:
+        if res.val_f1 > best["best_val_f1"]:
+            best.update(best_val_f1=res.val_f1, best_epoch=res.epoch)
 
     def log_epoch(res: EpochResult) -> None:
         # the best so far at every epoch: a run stopped early (pruned, failed, killed) still
         # shows the value it reached, where the MLflow UI sorts and plots it
-        if res.val_f1 > best["best_val_f1"]:
-            best.update(best_val_f1=res.val_f1, best_epoch=res.epoch)
+        track_best(res)
         run.log_metrics({**res.metrics(), **best}, step=res.epoch)
         # per-class F1 as one table (epoch, class, f1), not one chart per class
         run.log_table({"epoch": [res.epoch] * len(data.classes), "class": list(data.classes), "f1": [float(f) for f in res.class_f1]}, CLASS_F1_TABLE)
         if on_epoch:
             on_epoch(res)
 
-    if resume is not None and not same_run:
-        for res in epoch_history(resume):
+    earlier = epoch_history(resume) if resume is not None else []
+    if resume is not None and resume["meta"].get("mlflow_run_id") == run.id:
+        # the run that saved the state: its params and earlier epochs are logged already
+        saved = resume["config"]
+        changed = {k: v for k, v in cfg.flat().items() if k in RUNTIME_KEYS and saved.get(k) != v}
+        run.set_tags(
+            {"rockopt.resumed_at_epoch": resume["epoch"]} | ({"rockopt.resumed_with": params_text(changed)} if changed else {})
+        )
+        for res in earlier:
+            track_best(res)
+    else:
+        run.log_params({k: v for k, v in cfg.flat().items() if k not in omit_params})
+        run.log_artifact(dump_config(cfg, run_dir / "config.yaml"))
+        for res in earlier:
             log_epoch(res)
     result = fit(
         cfg, split, out_dir=run_dir, on_epoch=log_epoch, progress=progress, resume=resume,
@@ -149,25 +149,26 @@ def train_tracked(
 
 def resume_tracked(
     run_dir: str | Path,
+    state: dict,
     overrides: dict | None = None,
     *,
     on_epoch: Callable[[EpochResult], None] | None = None,
     progress=True,
 ) -> tuple[FitResult, str, Path, TrainConfig]:
-    """Continue a `rockopt train` run from its `last.pt`, in the same MLflow run, with runtime
-    settings from OVERRIDES. Returns the result, the run id, the run directory and the settings."""
+    """Continue a `rockopt train` run in RUN_DIR from STATE, its `last.pt` (`load_state`), in
+    the same MLflow run, with runtime settings from OVERRIDES. Returns the result, the run id,
+    the run directory and the settings."""
     run_dir = Path(run_dir)
-    state = load_state(run_dir / LAST)
     refused = sorted(k for k in overrides or {} if k not in RUNTIME_KEYS)
     if refused:
         raise ConfigError(f"--resume continues the saved settings; only runtime settings may change, not: {', '.join(refused)}")
     cfg = build_config({**state["config"], **(overrides or {})}, "--set")
     if state["epoch"] >= cfg.epochs:
         raise ConfigError(f"{run_dir}: the run already finished its {cfg.epochs} epochs; nothing to continue")
-    data, folds = prepare_data(cfg, state["meta"].get("folds_file"))
     run_id = state["meta"].get("mlflow_run_id")
     if not run_id:
         raise ConfigError(f"{run_dir / LAST}: names no MLflow run to continue")
+    data, folds = prepare_data(cfg, state["meta"].get("folds_file"))
     with Run.reopen(run_id) as run:
         result = train_in_run(run, cfg, data, folds, state["fold"], run_dir, on_epoch=on_epoch, progress=progress, resume=state)
     return result, run.id, run_dir, cfg

@@ -41,6 +41,8 @@ def _main(
     """Find the best way to train a rock-type classifier, and blend the best models."""
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # MLflow's own variable: every command and process reads it
+
+
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("search")(search.search)

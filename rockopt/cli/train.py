@@ -42,7 +42,7 @@ def train(
         total = saved["config"]["epochs"]
         reporter.line(f"continuing {resume} at epoch {saved['epoch'] + 1}/{total}")
         with reporter:
-            result, run_id, run_dir, _ = resume_tracked(resume, overrides, on_epoch=lambda res: _show(reporter, res, total), progress=reporter.bar())
+            result, run_id, run_dir, _ = resume_tracked(resume, saved, overrides, on_epoch=lambda res: _show(reporter, res, total), progress=reporter.bar())
         _summary(out, saved["fold"], result, run_id, run_dir)
         return
     if data is not None:

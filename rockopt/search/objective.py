@@ -40,13 +40,13 @@ def free_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def retried_from(trial: optuna.Trial) -> tuple[optuna.trial.FrozenTrial, dict | None] | None:
-    """The failed trial this one retries, and its saved state (None: it saved none), or None."""
+def retried_from(trial: optuna.Trial) -> tuple[optuna.trial.FrozenTrial | None, dict | None]:
+    """The failed trial this one retries and its saved state; None for what there is not."""
     trials = trial.study.get_trials(deepcopy=False)
     me = next(t for t in trials if t.number == trial.number)
     history = me.system_attrs.get("retry_history") or []  # Optuna's retry callbacks keep it
     if not history:
-        return None
+        return None, None
     failed = next(t for t in trials if t.number == history[-1])
     path = failed.user_attrs.get("checkpoint")
     last = Path(path).with_name(LAST) if path else None
@@ -97,8 +97,7 @@ class Objective:
         baseline = bool(trial.user_attrs.get("rockopt.baseline"))
         if baseline:
             tags["rockopt.baseline"] = "true"
-        retry = retried_from(trial)
-        failed, saved = retry if retry else (None, None)
+        failed, saved = retried_from(trial)
         if failed is not None:
             tags["rockopt.retries_trial"] = str(failed.number)
             tags["rockopt.retries_run"] = failed.user_attrs.get("mlflow_run_id", "")

@@ -46,10 +46,10 @@ def load_state(path: str | Path) -> dict:
 
 def check_resumable(state: dict, cfg: TrainConfig, split: Split) -> None:
     """The state continues this run only with the settings that decide what it learns, on the same data and fold."""
-    saved = state["config"]
-    changed = sorted(k for k, v in cfg.flat().items() if k not in RUNTIME_KEYS and k in saved and saved[k] != v)
+    saved, now = state["config"], cfg.flat()
+    changed = sorted(k for k, v in now.items() if k not in RUNTIME_KEYS and k in saved and saved[k] != v)
     if changed:
-        what = ", ".join(f"{k}: {saved[k]!r} -> {cfg.flat()[k]!r}" for k in changed)
+        what = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in changed)
         raise ConfigError(f"cannot continue the saved run with other settings ({what}); only runtime settings may change")
     if (state["data_fingerprint"], state["folds_fingerprint"], state["fold"]) != (split.data_fingerprint, split.folds_fingerprint, split.fold):
         raise ConfigError("cannot continue the saved run: its data set, folds file or fold differ from this one's")

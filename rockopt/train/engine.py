@@ -35,6 +35,7 @@ from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule
 from rockopt.train.precision import Precision
 
+
 class TrainingDiverged(RockoptError):
     """The training loss became NaN or infinite."""
 
@@ -282,7 +283,7 @@ def fit(
             if result.val_f1 > best_f1:
                 best, best_f1, best_epoch = ev, result.val_f1, epoch
                 if ckpt_path:
-                    _save_checkpoint(ckpt_path, model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1)
+                    save(ckpt_path, _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1))
             if on_epoch:
                 on_epoch(result)
             if state_path:  # after on_epoch: an epoch a crash cut short of its records runs again
@@ -313,10 +314,6 @@ def fit(
         precision=precision.name,
         images=train_ds.read.describe(),
     )
-
-
-def _save_checkpoint(path: Path, model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1) -> None:
-    save(path, _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1))
 
 
 def _checkpoint(model, optimizer, schedule, sampler, precision, cfg, split, epoch, best_f1) -> dict:

@@ -119,7 +119,7 @@ def evaluate(model: nn.Module, loader, norm: Normalize, precision: Precision, nu
     if not logits:
         raise RockoptError("no validation image could be read")
     out = torch.cat(logits)
-    y = torch.cat([torch.as_tensor(v) for v in labels]).to(out.device)
+    y = torch.cat(labels).to(out.device)
     loss = F.cross_entropy(out, y).item()
     cm = confusion_matrix(out.argmax(1), y, num_classes).cpu().numpy()
-    return Evaluation(out.cpu().numpy().astype(np.float32), torch.cat([torch.as_tensor(v) for v in index]).numpy(), loss, cm, skipped)
+    return Evaluation(out.cpu().numpy().astype(np.float32), torch.cat(index).numpy(), loss, cm, skipped)
