@@ -10,6 +10,7 @@
 #       uniform sampler (c), per backbone
 #   (d) one `compile: true` run (resnet50, hnm, 2 epochs: the first pays for the compilation)
 #
+# (0) first, tests/test_cuda.py: the CUDA paths of the training stream and the loss hand-over;
 # and prints one table: img/s of the loop vs the compute-bound model, per backbone and sampler mode.
 # Budget: under 8 minutes on an H100 (each step prints its seconds, the end the total).
 #
@@ -82,6 +83,14 @@ if ! "$PYTHON" -c "import torch, timm, optuna, mlflow, albumentations, rockopt.c
 fi
 rm -f "$OUT/imports.err"
 "$PYTHON" -c "import torch; print(f'torch {torch.__version__}, cuda available: {torch.cuda.is_available()}')"
+
+step "(0) CUDA tests: page-locked image slots, loss hand-over"
+if ! "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/cuda-tests.log" 2>&1; then
+  tail -30 "$OUT/cuda-tests.log"
+  echo "error: tests/test_cuda.py failed; log: $OUT/cuda-tests.log" >&2
+  exit 1
+fi
+tail -1 "$OUT/cuda-tests.log" | sed 's/^/  /'
 
 DATA="$WORK/photos"
 RESULTS="$OUT/results.tsv"  # backbone, sampler, run, epoch timed, its loop img/s, epoch 1's

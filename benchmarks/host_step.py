@@ -83,7 +83,7 @@ def host_cost(mode: str, n: int, *, batch: int = 64, workers: int = 2, steps: in
     totals = dict.fromkeys(STAGES, 0.0)
     sampler.draw = _Timed(sampler.draw, totals, "draw")
     sampler.update = _Timed(sampler.update, totals, "update")
-    stream = TrainStream(ds, sampler, batch_size=batch, num_workers=workers, **stream_plan(sampler.needs_losses, 1, workers))
+    stream = TrainStream(ds, sampler, batch_size=batch, num_workers=workers, **stream_plan(sampler.needs_losses, 1, workers), image_size=size)
     stream._split = _Timed(stream._split, totals, "chunking")
     plain_collate = stream_mod.collate_chunks
     stream_mod.collate_chunks = _Timed(plain_collate, totals, "collate")
@@ -104,8 +104,9 @@ def host_cost(mode: str, n: int, *, batch: int = 64, workers: int = 2, steps: in
             if done == warm + steps:
                 break
         cpu = time.thread_time() - cpu0
-    finally:
+    finally:  # unwrap: the wrappers hold their objects in cycles that workers forked later would inherit
         stream_mod.collate_chunks = plain_collate
+        del stream._split, sampler.draw, sampler.update
     out = {k: 1e3 * v / steps for k, v in totals.items()}
     out["receive + hand-over"] = max(0.0, 1e3 * cpu / steps - sum(out.values()))
     out["total"] = 1e3 * cpu / steps

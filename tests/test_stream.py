@@ -82,3 +82,77 @@ def test_modes_that_do_not_learn_from_losses_hand_whole_micro_batches_many_steps
             seen += mb["index"].tolist()
         sampler.update(np.empty(0), np.empty(0))
     assert len(seen) == len(set(seen)) == (len(labels) // 12) * 12
+
+
+def _chunks(step) -> list[torch.Tensor]:
+    return [x for mb in step.micro_batches for x in (mb["image"] if isinstance(mb["image"], list) else [mb["image"]])]
+
+
+@pytest.mark.parametrize("mode", ["uniform", "hnm"])
+def test_images_decoded_into_shared_slots_equal_those_sent_whole_and_outlive_the_next_step(demo_data, mode):
+    """Workers writing into reused shared-memory slots serve the same images as plain hand-overs,
+    and a step's images are intact until the loop asks for the step after the next."""
+    from rockopt.data.samplers import create_sampler
+    from rockopt.data.stream import stream_plan
+    from rockopt.data.transforms import build_transform
+
+    data = scan_train(demo_data)
+
+    def steps(image_size):
+        ds = ImageDataset(data.abs_paths(), data.labels, build_transform("seed", 32, seed=0))
+        sampler = create_sampler(mode, data.labels, 12, seed=0, hnm_memory=16, hnm_ratio=0.5)
+        plan = stream_plan(sampler.needs_losses, 1, workers=2)
+        stream = TrainStream(ds, sampler, batch_size=6, accumulation_steps=2, num_workers=2, **plan, image_size=image_size, seed=3)
+        for epoch in (1, 2):
+            for step in stream.epoch(epoch):
+                yield step, stream
+                idx = np.concatenate([mb["index"].numpy() for mb in step.micro_batches])
+                sampler.update(idx, (idx % 7).astype(np.float32))
+
+    plain = [[x.clone() for x in _chunks(step)] for step, _ in steps(None)]
+    previous = None
+    n = 0
+    for (step, stream), expected in zip(steps(32), plain, strict=True):
+        assert stream.slots is not None
+        images = _chunks(step)
+        for x, want in zip(images, expected, strict=True):
+            assert x.untyped_storage().data_ptr() == stream.slots.buffer.untyped_storage().data_ptr()  # no copy
+            torch.testing.assert_close(x, want, rtol=0, atol=0)
+        if previous is not None:  # the step before is untouched while this one is served
+            for x, want in zip(*previous, strict=True):
+                torch.testing.assert_close(x, want, rtol=0, atol=0)
+        previous = (images, expected)
+        n += 1
+    assert n == len(plain) > 4
+
+
+def test_images_that_do_not_fit_the_slots_travel_in_the_message(demo_data):
+    ds, labels = _dataset(demo_data)  # 32 px images
+    sampler = UniformSampler(labels, 8, seed=0)
+    stream = TrainStream(ds, sampler, batch_size=8, num_workers=2, lookahead=2, split_batches=False, image_size=48)
+    seen = 0
+    for step in stream.epoch(1):
+        x = step.micro_batches[0]["image"]
+        assert tuple(x.shape) == (8, 3, 32, 32)
+        assert x.untyped_storage().data_ptr() != stream.slots.buffer.untyped_storage().data_ptr()
+        seen += 1
+        sampler.update(np.empty(0), np.empty(0))
+    assert seen == sampler.steps_per_epoch
+
+
+def _write_slot(slots, value: int) -> None:
+    slots.array[1, 0] = value
+
+
+def test_slots_reach_a_spawned_worker_as_shared_memory():
+    """Start methods that pickle the dataset (spawn, forkserver) share the slots, not a copy."""
+    import torch.multiprocessing as mp
+
+    from rockopt.data.slots import ImageSlots
+
+    slots = ImageSlots(2, 3, 4)
+    p = mp.get_context("spawn").Process(target=_write_slot, args=(slots, 7))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert (slots.view(1, 1) == 7).all() and (slots.view(0, 3) == 0).all()

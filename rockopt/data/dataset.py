@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from rockopt.data.readers import FileReader
+from rockopt.data.slots import write_chunk
 from rockopt.errors import UnreadableImage
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,13 @@ log = logging.getLogger(__name__)
 class SeededChunk(list):
     """Sample indices with the seed of their augmentation. The seed follows from the run's seed,
     the epoch and the chunk's place in it, not from which worker loads it or how long that
-    worker has lived: a run resumed at an epoch boundary augments exactly as it would have."""
+    worker has lived: a run resumed at an epoch boundary augments exactly as it would have.
+    SLOT: the shared-memory slot its images go to (`ImageSlots`), if any."""
 
-    def __init__(self, indices, seed: int):
+    def __init__(self, indices, seed: int, slot: int | None = None):
         super().__init__(indices)
         self.seed = seed
+        self.slot = slot
 
 
 def chunk_seed(seed: int, epoch: int, n: int) -> int:
@@ -50,6 +53,11 @@ class ImageDataset(Dataset):
         return self.transform(image=self.read(i))["image"]
 
     def __getitem__(self, chunk: Sequence[int]) -> dict[str, torch.Tensor]:
+        return self.load_chunk(chunk)
+
+    def load_chunk(self, chunk: Sequence[int], out: np.ndarray | None = None) -> dict:
+        """The chunk's images, labels and indices, and those skipped as unreadable. OUT: a slot
+        (chunk x H x W x 3 uint8) to write the images into instead; "image" is then None."""
         seed = getattr(chunk, "seed", None)
         if seed is not None and hasattr(self.transform, "set_random_seed"):
             self.transform.set_random_seed(seed)
@@ -61,7 +69,9 @@ class ImageDataset(Dataset):
             except UnreadableImage as e:
                 log.warning("skipping unreadable image %s", e)
                 skipped.append(int(i))
-        if images:
+        if images and out is not None and write_chunk(out, images):
+            x = None
+        elif images:
             # NHWC -> NCHW view: channels-last strides for free, no copy
             x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
         else:

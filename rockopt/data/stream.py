@@ -7,7 +7,9 @@ previous optimizer step and its pool update), `lookahead` batches ahead of use, 
 DataLoader's prefetch window is sized to never need more than that. With `split_batches`
 (hard-negative mining) each micro-batch is split into one chunk per worker so that a
 shallow window still keeps every worker busy; otherwise a worker decodes a whole micro-batch
-and the window is deep (`stream_plan`), one hand-over per micro-batch.
+and the window is deep (`stream_plan`), one hand-over per micro-batch. Given the image
+size, the workers decode into shared-memory slots allocated once (`ImageSlots`), so a
+hand-over carries labels and indices only.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from rockopt.data.dataset import ImageDataset, SeededChunk, as_is, chunk_seed, collate_chunks, seed_worker
 from rockopt.data.samplers import BatchSampler
+from rockopt.data.slots import ImageSlots
 
 
 class _Feed:
@@ -40,12 +43,33 @@ class _Feed:
             yield chunk
 
 
+class _IntoSlots(Dataset):
+    """The dataset, writing each chunk's images into the slot the stream named for it."""
+
+    def __init__(self, dataset: ImageDataset, slots: ImageSlots):
+        self.dataset, self.slots = dataset, slots
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def transform(self):  # seed_worker seeds the augmentation through it
+        return self.dataset.transform
+
+    def __getitem__(self, chunk: SeededChunk) -> dict:
+        out = self.dataset.load_chunk(chunk, self.slots.array[chunk.slot])
+        if out["image"] is None and len(out["index"]):
+            out["slot"] = chunk.slot
+        return out
+
+
 @dataclass
 class Step:
     """The micro-batches of one optimizer step and the sampler version its indices were drawn at.
 
     A micro-batch's "image" is a uint8 NCHW tensor, or a list of them (one per worker chunk)
-    that the loop joins on its device."""
+    that the loop joins on its device. Images in slots stay valid until the loop asks for
+    the step after the next: copy them (to the device) within the step."""
 
     micro_batches: list[dict[str, torch.Tensor]]
     drawn_at_version: int
@@ -81,8 +105,10 @@ class TrainStream:
         lookahead: int = 1,
         split_batches: bool = True,
         pin_memory: bool = False,
+        image_size: int | None = None,
         seed: int = 0,
     ):
+        """IMAGE_SIZE: the side of every training image, for the shared-memory slots (None: none)."""
         if sampler.effective_batch != batch_size * accumulation_steps:
             raise ValueError("sampler.effective_batch must equal batch_size x accumulation_steps")
         self.sampler = sampler
@@ -98,6 +124,16 @@ class TrainStream:
         window = lookahead * accumulation_steps * self.chunks_per_micro  # chunks drawn beyond the current step
         self.num_workers = min(num_workers, window)
         self._feed = _Feed()
+        self.slots = None
+        if self.num_workers and image_size:
+            # the chunks of the steps ahead, the current step's and the previous step's (its
+            # copy to the device may still run): a slot is never written while in use
+            per_step = accumulation_steps * self.chunks_per_micro
+            chunk = -(-batch_size // self.chunks_per_micro)
+            self.slots = ImageSlots((lookahead + 2) * per_step, chunk, image_size, cuda=pin_memory)
+            dataset = _IntoSlots(dataset, self.slots)
+            pin_memory = False  # the slots are page-locked once instead of a pinning copy per chunk
+        self._next_slot = 0
         kwargs = {}
         if self.num_workers:
             kwargs = dict(
@@ -125,7 +161,23 @@ class TrainStream:
         chunks = []
         for micro in np.array_split(indices, self.accumulation_steps):
             chunks += [c.tolist() for c in np.array_split(micro, self.chunks_per_micro)]
-        return [SeededChunk(c, chunk_seed(self.seed, epoch, first + i)) for i, c in enumerate(chunks)]
+        return [SeededChunk(c, chunk_seed(self.seed, epoch, first + i), self._take_slot()) for i, c in enumerate(chunks)]
+
+    def _take_slot(self) -> int | None:
+        if self.slots is None:
+            return None
+        slot = self._next_slot
+        self._next_slot = (slot + 1) % self.slots.count
+        return self.slots.reuse(slot)
+
+    def _receive(self, it: Iterator[dict]) -> tuple[dict, list[int]]:
+        """The next micro-batch from the loader, and the slots its images are in."""
+        chunks, slots = [next(it) for _ in range(self.chunks_per_micro)], []
+        for c in chunks:
+            if "slot" in c:
+                slots.append(c.pop("slot"))
+                c["image"] = self.slots.view(slots[-1], len(c["index"]))
+        return collate_chunks(chunks), slots
 
     def epoch(self, epoch: int) -> Iterator[Step]:
         s, feed, steps = self.sampler, self._feed, self.sampler.steps_per_epoch
@@ -148,10 +200,15 @@ class TrainStream:
         for step in range(steps):
             if step and drawn < steps:
                 draw_next()  # the loop has applied step-1's update by the time it asks for this one
-            micro = [
-                collate_chunks([next(it) for _ in range(self.chunks_per_micro)])
-                for _ in range(self.accumulation_steps)
-            ]
-            yield Step(micro, versions.popleft())
+            micro, slots = [], []
+            for _ in range(self.accumulation_steps):
+                mb, in_slots = self._receive(it)
+                micro.append(mb)
+                slots += in_slots
+            try:
+                yield Step(micro, versions.popleft())
+            finally:  # the loop has issued this step's copies to the device
+                if slots:
+                    self.slots.copied(slots)
         for _ in it:  # let the loader reach the end marker so the next epoch starts clean
             pass

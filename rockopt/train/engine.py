@@ -166,6 +166,7 @@ def fit(
         num_workers=workers,
         **stream_plan(sampler.needs_losses, cfg.hnm_lookahead, workers),
         pin_memory=device.type == "cuda",
+        image_size=cfg.image_size,
         seed=cfg.seed,
     )
     val_loader = eval_loader(val_ds, 2 * cfg.batch_size, workers, device, persistent=True)
