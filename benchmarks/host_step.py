@@ -68,13 +68,13 @@ def host_cost(mode: str, n: int, *, batch: int = 64, workers: int = 2, steps: in
     """Milliseconds per step of each host stage, and their sum, for MODE on N samples."""
     import rockopt.data.stream as stream_mod
     from rockopt.data.dataset import ImageDataset
-    from rockopt.data.samplers import create_sampler
+    from rockopt.data.samplers import create_batch_sampler
     from rockopt.data.stream import TrainStream, stream_plan
     from rockopt.train.handover import LossHandover
 
     labels = dacon_labels(n)
     ds = ImageDataset([""] * n, labels, _identity, reader=_FixedImage(size))
-    sampler = create_sampler(mode, labels, batch, 0, hnm_memory=memory, hnm_ratio=ratio)
+    sampler = create_batch_sampler(mode, labels, batch, 0, hnm_memory=memory, hnm_ratio=ratio)
     rng = np.random.default_rng(1)
     if sampler.needs_losses:  # a pool in steady state: every sample seen once
         for lo in range(0, n, 4096):

@@ -64,7 +64,7 @@ def loader_only(data: Path, size: int, batch: int, steps: int, workers: int, cac
     from rockopt.data.dataset import ImageDataset
     from rockopt.data.layout import scan_train
     from rockopt.data.readers import FileReader, open_reader
-    from rockopt.data.samplers import create_sampler
+    from rockopt.data.samplers import create_batch_sampler
     from rockopt.data.stream import TrainStream
     from rockopt.data.transforms import build_transform
 
@@ -73,7 +73,7 @@ def loader_only(data: Path, size: int, batch: int, steps: int, workers: int, cac
     reader = open_reader(paths, data, mode="auto", size=None, image_size=size) if cached else FileReader(paths)
     assert cached == (not isinstance(reader, FileReader)), "no image cache found for the cached loader run"
     ds = ImageDataset(paths, ts.labels, build_transform("seed", size), reader=reader)
-    sampler = create_sampler("uniform", ts.labels, batch, 0)
+    sampler = create_batch_sampler("uniform", ts.labels, batch, 0)
     stream = TrainStream(ds, sampler, batch_size=batch, num_workers=workers, lookahead=2, pin_memory=device.type == "cuda", image_size=size)
     seen, t0, warm = 0, 0.0, 2
     empty = (np.empty(0, np.int64), np.empty(0, np.float32))

@@ -22,7 +22,7 @@ from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
 from rockopt.errors import ConfigError
 from rockopt.outputs import ensure_dir
-from rockopt.jobs import prepare_data, run_tags, train_in_run
+from rockopt.tracked_run import prepare_data, run_tags, train_in_run
 from rockopt.metrics import confusion, macro_f1
 from rockopt.predict import predict_logits, test_images
 from rockopt.tracking import Run

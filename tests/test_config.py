@@ -63,7 +63,7 @@ def test_the_choices_settings_and_options_offer_are_the_registries_names():
     from rockopt.cli._options import Tta
     from rockopt.cli.blend import BlendMethod
     from rockopt.config import TrainConfig
-    from rockopt.data.samplers import SAMPLERS
+    from rockopt.data.samplers import BATCH_SAMPLERS
     from rockopt.data.samplers.schedule import RATIO_SCHEDULES
     from rockopt.data.transforms import PRESETS, TTA_SETS
     from rockopt.ensemble.methods import METHODS
@@ -73,7 +73,7 @@ def test_the_choices_settings_and_options_offer_are_the_registries_names():
     def choices(field: str) -> set:
         return set(get_args(TrainConfig.model_fields[field].annotation))
 
-    assert choices("sampler_mode") == set(SAMPLERS)
+    assert choices("sampler_mode") == set(BATCH_SAMPLERS)
     assert choices("hnm_ratio_schedule") == set(RATIO_SCHEDULES)
     assert choices("scheduler") == set(SCHEDULES)
     assert choices("loss") == set(LOSSES)

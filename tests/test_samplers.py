@@ -3,14 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rockopt.data.samplers import SAMPLERS, BalancedSampler, HardNegativeSampler, UniformSampler, create_sampler
+from rockopt.data.samplers import BATCH_SAMPLERS, BalancedSampler, HardNegativeSampler, UniformSampler, create_batch_sampler
 
 LABELS = np.repeat(np.arange(4), [70, 20, 6, 4])  # imbalanced: 70 / 20 / 6 / 4
 
 
-@pytest.mark.parametrize("mode", sorted(SAMPLERS))
+@pytest.mark.parametrize("mode", sorted(BATCH_SAMPLERS))
 def test_every_mode_draws_full_effective_batches_of_valid_indices(mode):
-    s = create_sampler(mode, LABELS, effective_batch=16, seed=0)
+    s = create_batch_sampler(mode, LABELS, effective_batch=16, seed=0)
     s.start_epoch(1)
     assert s.steps_per_epoch == len(LABELS) // 16
     for _ in range(s.steps_per_epoch):
@@ -20,14 +20,14 @@ def test_every_mode_draws_full_effective_batches_of_valid_indices(mode):
         s.update(idx, np.ones(len(idx)))
 
 
-@pytest.mark.parametrize("mode", sorted(SAMPLERS))
+@pytest.mark.parametrize("mode", sorted(BATCH_SAMPLERS))
 def test_every_mode_state_round_trip_continues_identically(mode):
-    a = create_sampler(mode, LABELS, 8, seed=3)
+    a = create_batch_sampler(mode, LABELS, 8, seed=3)
     a.start_epoch(1)
     for _ in range(3):
         idx = a.draw()
         a.update(idx, np.linspace(0.1, 2.0, len(idx)))
-    b = create_sampler(mode, LABELS, 8, seed=99)
+    b = create_batch_sampler(mode, LABELS, 8, seed=99)
     b.load_state_dict(a.state_dict())
     for _ in range(5):
         x, y = a.draw(), b.draw()

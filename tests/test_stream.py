@@ -92,7 +92,7 @@ def _chunks(step) -> list[torch.Tensor]:
 def test_images_decoded_into_shared_slots_equal_those_sent_whole_and_outlive_the_next_step(demo_data, mode):
     """Workers writing into reused shared-memory slots serve the same images as plain hand-overs,
     and a step's images are intact until the loop asks for the step after the next."""
-    from rockopt.data.samplers import create_sampler
+    from rockopt.data.samplers import create_batch_sampler
     from rockopt.data.stream import stream_plan
     from rockopt.data.transforms import build_transform
 
@@ -100,7 +100,7 @@ def test_images_decoded_into_shared_slots_equal_those_sent_whole_and_outlive_the
 
     def steps(image_size):
         ds = ImageDataset(data.abs_paths(), data.labels, build_transform("seed", 32, seed=0))
-        sampler = create_sampler(mode, data.labels, 12, seed=0, hnm_memory=16, hnm_ratio=0.5)
+        sampler = create_batch_sampler(mode, data.labels, 12, seed=0, hnm_memory=16, hnm_ratio=0.5)
         plan = stream_plan(sampler.needs_losses, 1, workers=2)
         stream = TrainStream(ds, sampler, batch_size=6, accumulation_steps=2, num_workers=2, **plan, image_size=image_size, seed=3)
         for epoch in (1, 2):

@@ -44,8 +44,8 @@ def blend(
     if study:
         from rockopt.search.export import load_existing, top_trials
 
-        ostudy, _ = load_existing(study, storage)
-        dirs = study_members(ostudy.study_name, [t.number for t in top_trials(ostudy, top)], members_root)
+        optuna_study, _ = load_existing(study, storage)
+        dirs = study_members(optuna_study.study_name, [t.number for t in top_trials(optuna_study, top)], members_root)
     if not dirs:
         raise ConfigError("nothing to blend: give --members DIR DIR ... or --study NAME --top K")
     ensure_dir(out, "--out")  # before the fitting and the scores table, which would read as success

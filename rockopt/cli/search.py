@@ -99,8 +99,8 @@ def _launch_workers(study, data, n_trials, timeout, storage, study_name, sets, w
     if died:
         for worker, pid, sig in died:
             err.print(f"worker {worker} (pid {pid}) was killed by {sig}", highlight=False)
-        ostudy, _ = load_existing(study, url, name)
-        d = diagnose(ostudy)
+        optuna_study, _ = load_existing(study, url, name)
+        d = diagnose(optuna_study)
         repair(d)
         err.print(
             f"its trials were marked FAIL and queued again ({len(d.stuck_trials)}), its MLflow runs ended KILLED "
@@ -131,16 +131,16 @@ def best(
 
     if export:
         ensure_dir(export, "--export")  # before the table: nothing printed as if it will succeed
-    ostudy, url = load_existing(study, storage, study_name)
-    trials = top_trials(ostudy, top)
-    counts = Counter(t.state.name for t in ostudy.get_trials(deepcopy=False))
+    optuna_study, url = load_existing(study, storage, study_name)
+    trials = top_trials(optuna_study, top)
+    counts = Counter(t.state.name for t in optuna_study.get_trials(deepcopy=False))
     names = sorted({k for t in trials for k in t.params})
     if format_ != "table":
-        _print_records(ostudy.study_name, trials, names, format_)
+        _print_records(optuna_study.study_name, trials, names, format_)
         if export:
-            export_trials(ostudy, trials, export, url)
+            export_trials(optuna_study, trials, export, url)
         return
-    table = Table(title=f"study {ostudy.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())))
+    table = Table(title=f"study {optuna_study.study_name}: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())))
     for col in ("#", "trial", "value", "epochs", *names, "MLflow run"):
         table.add_column(col, justify="right" if col in ("#", "trial", "value", "epochs") else "left")
     for rank, t in enumerate(trials, 1):
@@ -151,7 +151,7 @@ def best(
     if not trials:
         out.print("no complete trial yet")
     if export:
-        for d in export_trials(ostudy, trials, export, url):
+        for d in export_trials(optuna_study, trials, export, url):
             out.print(f"exported {d}", highlight=False)
 
 
@@ -188,15 +188,15 @@ def doctor(
     from rockopt.search.doctor import diagnose, repair
     from rockopt.search.export import load_existing
 
-    ostudy, url = load_existing(study, storage, study_name)
-    d = diagnose(ostudy)
+    optuna_study, url = load_existing(study, storage, study_name)
+    d = diagnose(optuna_study)
     out = console()
     for n, why in d.stuck_trials:
         out.print(f"trial {n}: stuck RUNNING ({why})", highlight=False)
     for run_id, name, why in d.stuck_runs:
         out.print(f"MLflow run {name} ({run_id}): left RUNNING ({why})", highlight=False)
     if not d.stuck_trials and not d.stuck_runs:
-        out.print(f"study {ostudy.study_name}: nothing stuck")
+        out.print(f"study {optuna_study.study_name}: nothing stuck")
         return
     if repair_:
         repair(d)

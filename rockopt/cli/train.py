@@ -25,7 +25,7 @@ def train(
     """Train one configuration; log it to MLflow; keep the best checkpoint by validation macro-F1."""
     from rockopt.config import load_config, parse_sets
     from rockopt.errors import ConfigError
-    from rockopt.jobs import check_fold, prepare_data, resume_tracked, train_tracked
+    from rockopt.tracked_run import check_fold, prepare_data, resume_tracked, train_tracked
     from rockopt.report import Reporter
 
     if fold is not None and all_folds:

@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
+OPTUNA_SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
 }
@@ -19,8 +19,8 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
 }
 
 
-def create_sampler(name: str, settings: dict[str, Any]) -> optuna.samplers.BaseSampler:
-    return SAMPLERS[name](**settings)
+def create_optuna_sampler(name: str, settings: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    return OPTUNA_SAMPLERS[name](**settings)
 
 
 def create_pruner(name: str, settings: dict[str, Any]) -> optuna.pruners.BasePruner:

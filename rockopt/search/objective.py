@@ -24,7 +24,7 @@ from rockopt.config import build_config
 from rockopt.errors import RockoptError
 from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
-from rockopt.jobs import run_tags, train_in_run
+from rockopt.tracked_run import run_tags, train_in_run
 from rockopt.report import Reporter, duration, params_text
 from rockopt.search.space import suggest
 from rockopt.search.study_file import StudySpec
@@ -43,8 +43,8 @@ def free_accelerator_memory() -> None:
 def retried_from(trial: optuna.Trial) -> tuple[optuna.trial.FrozenTrial | None, dict | None]:
     """The failed trial this one retries and its saved state; None for what there is not."""
     trials = trial.study.get_trials(deepcopy=False)
-    me = next(t for t in trials if t.number == trial.number)
-    history = me.system_attrs.get("retry_history") or []  # Optuna's retry callbacks keep it
+    this = next(t for t in trials if t.number == trial.number)
+    history = this.system_attrs.get("retry_history") or []  # Optuna's retry callbacks keep it
     if not history:
         return None, None
     failed = next(t for t in trials if t.number == history[-1])

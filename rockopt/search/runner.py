@@ -17,9 +17,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rockopt.config import RUNTIME_KEYS, build_config
+from rockopt.config import RUNTIME_KEYS, TrainConfig, build_config
 from rockopt.errors import ConfigError, first_line
-from rockopt.jobs import check_fold, prepare_data
+from rockopt.data.folds import Folds
+from rockopt.data.layout import TrainSet
+from rockopt.tracked_run import check_fold, prepare_data
 from rockopt.outputs import ensure_dir
 from rockopt.report import Reporter, params_text, short
 from rockopt.search import factories
@@ -246,6 +248,115 @@ def check_request(spec: StudySpec, data: str | Path | None, n_trials: int | None
         raise ConfigError(f"data directory {where} does not exist")
 
 
+@dataclass
+class _SearchData:
+    base: dict[str, Any]  # every trial's settings before its parameters
+    resolved: TrainConfig  # the study's and this invocation's settings, as validated
+    dataset: TrainSet
+    folds: Folds
+    out: Path  # the trials' run folders go here
+
+
+def _prepare_data(spec: StudySpec, data: str | Path | None, source: Path, name: str, note, show_cache_build: bool) -> _SearchData:
+    """The trials' shared settings, the data set, the study's folds file and, if asked, the image cache."""
+    base = base_settings(spec)
+    if data is not None:
+        base["data"] = str(data)
+    _apply_optional_files(base, spec, note)
+    base_cfg = build_config(base, f"{source}")
+    out = ensure_dir(Path(base_cfg.out_dir) / name, "out_dir")
+    STUDIES_DIR.mkdir(exist_ok=True)
+    dataset, folds = prepare_data(base_cfg, folds_file=STUDIES_DIR / f"{name}.folds.csv")
+    check_fold(folds, base_cfg.fold)
+    if base_cfg.cache == "build":  # once, with its own progress bar, before the trials ask for it
+        image_reader(base_cfg, dataset.abs_paths(), str(dataset.root), progress=show_cache_build)
+    base["folds_file"] = str(folds.path.resolve())  # exported configs and `cv` reuse the study's folds
+    base["experiment"] = name
+    return _SearchData(base, base_cfg, dataset, folds, out)
+
+
+def _set_algorithms(optuna_study: optuna.Study, spec: StudySpec, invocation: int, url: str) -> dict[str, str]:
+    """Give the study its Optuna sampler and pruner, as the study file names them; their descriptions."""
+    optuna_sampler_settings = dict(spec.sampler.model_extra or {})
+    if optuna_sampler_settings.get("seed") is not None:
+        optuna_sampler_settings["seed"] = sampler_seed(int(optuna_sampler_settings["seed"]), invocation, storage_kind(url))
+    pruner_settings = dict(spec.pruner.model_extra or {})
+    optuna_study.sampler = factories.create_optuna_sampler(spec.sampler.name, optuna_sampler_settings)
+    optuna_study.pruner = factories.create_pruner(spec.pruner.name, pruner_settings)
+    return {
+        "rockopt.sampler": factories.describe(spec.sampler.name, optuna_sampler_settings),
+        "rockopt.pruner": factories.describe(spec.pruner.name, pruner_settings),
+    }
+
+
+def _open_parent_run(
+    name: str, label: str, worker: str, spec: StudySpec, source: Path, url: str, invocation: int,
+    algorithms: dict[str, str], prepared: _SearchData, applied: dict[str, Any], n_trials: int, timeout: float | None,
+) -> Run:  # fmt: skip
+    """The search's MLflow parent run: what runs, on which data and folds, with which --set."""
+    experiment_id(name, description=spec.description.strip() or None)
+    parent = Run(
+        name,
+        f"search-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-w{label}" if label else ""),
+        tags={
+            "rockopt.study": name,
+            "rockopt.worker": worker,
+            "rockopt.study_file": str(source),
+            "rockopt.storage": describe_storage(url),
+            "rockopt.storage_kind": storage_kind(url),
+            **algorithms,
+            "rockopt.objective": f"{spec.objective.metric} ({spec.objective.direction})",
+            "rockopt.data_fingerprint": prepared.dataset.fingerprint,
+            "rockopt.folds_fingerprint": prepared.folds.fingerprint,
+            "rockopt.invocation": str(invocation),
+            **({"rockopt.set": params_text(applied)} if applied else {}),
+        },
+    )
+    parent.log_params(
+        {"n_trials": n_trials, "timeout": timeout, "max_epochs": spec.budget.max_epochs, **{f"set.{k}": v for k, v in applied.items()}}
+    )
+    parent.log_artifact(source, "study")
+    return parent
+
+
+class _TrialLine:
+    """Optuna callback after each trial: a line, the bar, the parent run's running counts, the disk."""
+
+    def __init__(self, reporter: Reporter, parent: Run, keep_checkpoints: int, stopped: Callable[[], bool]):
+        self.reporter, self.parent, self.keep, self.stopped = reporter, parent, keep_checkpoints, stopped
+        self.finished = 0
+        self.task = None  # the trials bar, once the display runs
+
+    def __call__(self, study: optuna.Study, done: optuna.trial.FrozenTrial) -> None:
+        if self.stopped():
+            raise KeyboardInterrupt  # pressed where it was swallowed: no next trial
+        self.finished += 1
+        c = _counts(study)
+        best = _best(study)
+        if self.task is not None:
+            self.reporter.progress.update(
+                self.task,
+                advance=1,
+                description=f"trials: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed"
+                + (f", best {best.value:.4f} (#{best.number})" if best else ""),
+            )
+        if done.state == TrialState.COMPLETE:
+            what = f"value {done.value:.4f}"
+        elif done.state == TrialState.PRUNED:
+            what = f"pruned at epoch {done.user_attrs.get('epochs')}"
+        else:
+            what = done.user_attrs.get("error", "failed")
+        self.reporter.line(
+            f"trial {done.number} {done.state.name}: {what}  ({done.user_attrs.get('seconds', '?')} s)  {params_text(done.params)}"
+        )
+        # the parent run follows the study as it goes: its best value is there before the search ends
+        progress_metrics = {f"n_{k.lower()}": v for k, v in c.items() if k in ("COMPLETE", "PRUNED", "FAIL")}
+        if best:
+            progress_metrics["best_value"] = best.value
+        self.parent.log_metrics(progress_metrics, step=self.finished)
+        _prune_checkpoints(study, self.keep)
+
+
 def run_search(
     study: str | Path,
     *,
@@ -267,8 +378,8 @@ def run_search(
     check_request(with_overrides(file_spec, overrides, source), data, n_trials, timeout)
     name = study_name or source.stem
     url = resolve_storage(storage, name)
-    me = worker_id()
-    label = me.rsplit(":w", 1)[1] if ":w" in me else ""  # the launcher's worker number
+    worker = worker_id()
+    label = worker.rsplit(":w", 1)[1] if ":w" in worker else ""  # the launcher's worker number
     reporter = Reporter(bars=progress, prefix=f"[w{label}] " if label else "")
     notes: list[str] = []
 
@@ -278,98 +389,29 @@ def run_search(
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # rockopt reports trials itself, one line each
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    ostudy, spec, invocation = _open_study(file_spec, overrides, name, url, source, note)
-    for n in repair_gone_local_workers(ostudy):
+    optuna_study, spec, invocation = _open_study(file_spec, overrides, name, url, source, note)
+    for n in repair_gone_local_workers(optuna_study):
         note(f"trial {n} was left running by a worker of this host that is gone: marked FAIL and queued again")
-
-    base = base_settings(spec)
-    if data is not None:
-        base["data"] = str(data)
-    _apply_optional_files(base, spec, note)
-    cfg0 = build_config(base, f"{source}")
-    out = ensure_dir(Path(cfg0.out_dir) / name, "out_dir")
-    STUDIES_DIR.mkdir(exist_ok=True)
-    dataset, folds = prepare_data(cfg0, folds_file=STUDIES_DIR / f"{name}.folds.csv")
-    check_fold(folds, cfg0.fold)
-    if cfg0.cache == "build":  # once, with its own progress bar, before the trials ask for it
-        image_reader(cfg0, dataset.abs_paths(), str(dataset.root), progress=progress and reporter.terminal)
-    base["folds_file"] = str(folds.path.resolve())  # exported configs and `cv` reuse the study's folds
-    base["experiment"] = name
-
+    prepared = _prepare_data(spec, data, source, name, note, show_cache_build=progress and reporter.terminal)
+    algorithms = _set_algorithms(optuna_study, spec, invocation, url)
     n_trials = n_trials if n_trials is not None else spec.budget.n_trials
     timeout = timeout if timeout is not None else spec.budget.timeout
-    sampler_settings = dict(spec.sampler.model_extra or {})
-    if sampler_settings.get("seed") is not None:
-        sampler_settings["seed"] = sampler_seed(int(sampler_settings["seed"]), invocation, storage_kind(url))
-    pruner_settings = dict(spec.pruner.model_extra or {})
-    ostudy.sampler = factories.create_sampler(spec.sampler.name, sampler_settings)
-    ostudy.pruner = factories.create_pruner(spec.pruner.name, pruner_settings)
-
-    applied = {k: getattr(cfg0, k) for k in overrides}  # this invocation's --set, as resolved
-    experiment_id(name, description=spec.description.strip() or None)
-    parent = Run(
-        name,
-        f"search-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-w{label}" if label else ""),
-        tags={
-            "rockopt.study": name,
-            "rockopt.worker": me,
-            "rockopt.study_file": str(source),
-            "rockopt.storage": describe_storage(url),
-            "rockopt.storage_kind": storage_kind(url),
-            "rockopt.sampler": factories.describe(spec.sampler.name, sampler_settings),
-            "rockopt.pruner": factories.describe(spec.pruner.name, pruner_settings),
-            "rockopt.objective": f"{spec.objective.metric} ({spec.objective.direction})",
-            "rockopt.data_fingerprint": dataset.fingerprint,
-            "rockopt.folds_fingerprint": folds.fingerprint,
-            "rockopt.invocation": str(invocation),
-            **({"rockopt.set": params_text(applied)} if applied else {}),
-        },
-    )
-    parent.log_params(
-        {"n_trials": n_trials, "timeout": timeout, "max_epochs": spec.budget.max_epochs, **{f"set.{k}": v for k, v in applied.items()}}
-    )
-    parent.log_artifact(source, "study")
-    started = len(ostudy.trials)
-    finished = 0
+    applied = {k: getattr(prepared.resolved, k) for k in overrides}  # this invocation's --set, as resolved
+    parent = _open_parent_run(name, label, worker, spec, source, url, invocation, algorithms, prepared, applied, n_trials, timeout)
+    started = len(optuna_study.trials)
     interrupted = False
-
-    def trial_line(study_: optuna.Study, done: optuna.trial.FrozenTrial) -> None:
-        nonlocal finished
-        if stopped():
-            raise KeyboardInterrupt  # pressed where it was swallowed: no next trial
-        finished += 1
-        c = _counts(study_)
-        best = _best(study_)
-        if reporter.progress is not None:
-            reporter.progress.update(
-                trials_task,
-                advance=1,
-                description=f"trials: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed"
-                + (f", best {best.value:.4f} (#{best.number})" if best else ""),
-            )
-        if done.state == TrialState.COMPLETE:
-            what = f"value {done.value:.4f}"
-        elif done.state == TrialState.PRUNED:
-            what = f"pruned at epoch {done.user_attrs.get('epochs')}"
-        else:
-            what = done.user_attrs.get("error", "failed")
-        reporter.line(f"trial {done.number} {done.state.name}: {what}  ({done.user_attrs.get('seconds', '?')} s)  {params_text(done.params)}")
-        # the parent run follows the study as it goes: its best value is there before the search ends
-        progress_metrics = {f"n_{k.lower()}": v for k, v in c.items() if k in ("COMPLETE", "PRUNED", "FAIL")}
-        if best:
-            progress_metrics["best_value"] = best.value
-        parent.log_metrics(progress_metrics, step=finished)
-        _prune_checkpoints(study_, spec.budget.keep_checkpoints)
 
     with parent, _ctrl_c() as stopped:  # anything unexpected ends the parent run FAILED, never RUNNING
         objective = Objective(
-            spec, base, dataset, folds, study_name=name, experiment=name, parent_run_id=parent.id, out_dir=out,
-            reporter=reporter, worker=me, stopped=stopped,
+            spec, prepared.base, prepared.dataset, prepared.folds, study_name=name, experiment=name, parent_run_id=parent.id,
+            out_dir=prepared.out, reporter=reporter, worker=worker, stopped=stopped,
         )  # fmt: skip
+        trial_line = _TrialLine(reporter, parent, spec.budget.keep_checkpoints, stopped)
         with reporter:
-            trials_task = reporter.progress.add_task("trials", total=n_trials) if reporter.progress is not None else None
+            if reporter.progress is not None:
+                trial_line.task = reporter.progress.add_task("trials", total=n_trials)
             try:
-                ostudy.optimize(
+                optuna_study.optimize(
                     objective,
                     n_trials=n_trials,
                     timeout=timeout,
@@ -379,16 +421,16 @@ def run_search(
                 )
             except KeyboardInterrupt:
                 interrupted = True
-        counts = _counts(ostudy)
-        best = _best(ostudy)
+        counts = _counts(optuna_study)
+        best = _best(optuna_study)
         summary = {f"n_{k.lower()}": v for k, v in counts.items()}
         if best:
             summary["best_value"] = best.value
             parent.set_tags({"rockopt.best_trial": best.number, "rockopt.best_run_id": best.user_attrs.get("mlflow_run_id", "")})
-        parent.log_metrics(summary, step=finished)
-        _prune_checkpoints(ostudy, spec.budget.keep_checkpoints)  # an interrupted trial's best.pt too
+        parent.log_metrics(summary, step=trial_line.finished)
+        _prune_checkpoints(optuna_study, spec.budget.keep_checkpoints)  # an interrupted trial's best.pt too
         if not interrupted:
-            _log_plots(ostudy, parent, note)
+            _log_plots(optuna_study, parent, note)
         parent.end("KILLED" if interrupted else "FINISHED")
     return SearchSummary(
         study_name=name,
@@ -397,7 +439,7 @@ def run_search(
         counts=counts,
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
-        trials_run=len(ostudy.trials) - started,
+        trials_run=len(optuna_study.trials) - started,
         interrupted=interrupted,
         notes=notes,
     )

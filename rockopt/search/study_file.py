@@ -211,9 +211,9 @@ def _describe(e: ValidationError, path: Path) -> str:
 
 def validate_against_config(spec: StudySpec, source: str) -> None:
     """Check every name and value against the training settings, and the Optuna classes' keywords."""
-    from rockopt.search.factories import PRUNERS, SAMPLERS
+    from rockopt.search.factories import PRUNERS, OPTUNA_SAMPLERS
 
-    for section, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+    for section, registry in (("sampler", OPTUNA_SAMPLERS), ("pruner", PRUNERS)):
         named: NamedSection = getattr(spec, section)
         if named.name not in registry:
             raise ConfigError(f"{source}: key '{section}.name': unknown {section} '{named.name}'; choose from {sorted(registry)}")

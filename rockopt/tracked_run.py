@@ -1,6 +1,6 @@
 """One tracked training run: data and folds, the loop, and its MLflow run.
 
-Shared by `rockopt train` and, later, by search trials and `cv` folds.
+Shared by `rockopt train`, search trials and `cv` folds.
 """
 
 from __future__ import annotations
