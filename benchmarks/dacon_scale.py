@@ -385,7 +385,7 @@ def photo_costs(work: Path, n: int) -> list[tuple[str, float]]:
 
 def _import_all() -> None:
     """Import what the stages use before any timing: the first stage to import sklearn or mlflow would pay for it."""
-    import rockopt.cv  # noqa: F401  (jobs, tracking, predict)
+    import rockopt.cv  # noqa: F401  (tracked_run, tracking, predict)
     import rockopt.data.cache  # noqa: F401
     import rockopt.data.check  # noqa: F401
     import rockopt.data.folds  # noqa: F401

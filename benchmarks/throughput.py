@@ -74,7 +74,7 @@ def loader_only(data: Path, size: int, batch: int, steps: int, workers: int, cac
     assert cached == (not isinstance(reader, FileReader)), "no image cache found for the cached loader run"
     ds = ImageDataset(paths, ts.labels, build_transform("seed", size), reader=reader)
     sampler = create_batch_sampler("uniform", ts.labels, batch, 0)
-    stream = TrainStream(ds, sampler, batch_size=batch, num_workers=workers, lookahead=2, pin_memory=device.type == "cuda", image_size=size)
+    stream = TrainStream(ds, sampler, batch_size=batch, num_workers=workers, lookahead=2, device=device, image_size=size)
     seen, t0, warm = 0, 0.0, 2
     empty = (np.empty(0, np.int64), np.empty(0, np.float32))
     for epoch in range(1, 1000):

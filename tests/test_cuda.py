@@ -25,7 +25,7 @@ def test_page_locked_slots_reach_the_device_intact_while_the_host_runs_ahead(dem
         ds = ImageDataset(data.abs_paths(), data.labels, build_transform("seed", 32, seed=0))
         sampler = UniformSampler(data.labels, 8, seed=0)
         stream = TrainStream(ds, sampler, batch_size=8, num_workers=2, lookahead=4, split_batches=False,
-                             pin_memory=True, image_size=image_size, seed=1)  # fmt: skip
+                             device=device, image_size=image_size, seed=1)  # fmt: skip
         if image_size:
             assert stream.slots.registered
         out = []

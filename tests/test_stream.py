@@ -156,3 +156,21 @@ def test_slots_reach_a_spawned_worker_as_shared_memory():
     p.join(60)
     assert p.exitcode == 0
     assert (slots.view(1, 1) == 7).all() and (slots.view(0, 3) == 0).all()
+
+
+def test_a_step_served_before_an_early_stop_outlives_the_next_epochs_first_step(demo_data):
+    """Stopping an epoch early gives the slots of chunks drawn but never served back, so the next
+    epoch's first step does not write over the last step served."""
+    ds, labels = _dataset(demo_data)
+    sampler = HardNegativeSampler(labels, effective_batch=8, seed=0, memory=8, ratio=0.5)
+    stream = TrainStream(ds, sampler, batch_size=8, num_workers=2, lookahead=1, image_size=32)
+    epoch = stream.epoch(1)
+    next(epoch)
+    held = next(epoch)
+    kept = [x.clone() for x in _chunks(held)]
+    epoch.close()
+    first = stream.epoch(2)
+    next(first)  # the step after `held`: held stays valid until the loop asks for the one after it
+    for x, want in zip(_chunks(held), kept, strict=True):
+        torch.testing.assert_close(x, want, rtol=0, atol=0)
+    first.close()

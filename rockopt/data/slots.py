@@ -25,13 +25,15 @@ log = logging.getLogger(__name__)
 class ImageSlots:
     """COUNT slots of CHUNK images, SIZE x SIZE x 3 uint8 each, in shared memory."""
 
-    def __init__(self, count: int, chunk: int, size: int, *, cuda: bool = False):
+    def __init__(self, count: int, chunk: int, size: int, *, device: torch.device | None = None):
+        """DEVICE: the CUDA device the images are copied to (page-locked, guarded by events), or None."""
         self.buffer = torch.zeros((count, chunk, size, size, 3), dtype=torch.uint8).share_memory_()
         self.array = self.buffer.numpy()  # the workers' view, inherited with the dataset
         self.count = count
         self._copied: list[torch.cuda.Event | None] = [None] * count
-        self.cuda = cuda
-        self.registered = cuda and _register(self.buffer)
+        self.device = device if device is not None and device.type == "cuda" else None
+        self.cuda = self.device is not None
+        self.registered = self.cuda and _register(self.buffer, self.device)
         if self.registered:
             weakref.finalize(self, _unregister, self.buffer.data_ptr())
 
@@ -40,15 +42,17 @@ class ImageSlots:
         return self.buffer[slot, :n].permute(0, 3, 1, 2)
 
     def copied(self, slots: list[int]) -> None:
-        """The loop has issued the device copies of SLOTS: mark where they end on the stream."""
+        """The loop has issued the step that reads SLOTS: mark its end on the device's stream
+        (the training device's, which need not be the current one: `device: cuda:1`)."""
         if self.cuda:
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self.device))
             for s in slots:
-                event = torch.cuda.Event()
-                event.record()
                 self._copied[s] = event
 
     def reuse(self, slot: int) -> int:
-        """SLOT, once its last occupant has reached the device (normally long done)."""
+        """SLOT, once the step that last read it has run on the device. The stream reuses a slot
+        two steps after its step, so this waits only when the host runs that far ahead of the GPU."""
         event, self._copied[slot] = self._copied[slot], None
         if event is not None:
             event.synchronize()
@@ -60,12 +64,13 @@ class ImageSlots:
     def __setstate__(self, state: dict) -> None:
         self.buffer, self.count = state["buffer"], state["count"]
         self.array = self.buffer.numpy()
-        self._copied, self.cuda, self.registered = [None] * self.count, False, False
+        self._copied, self.device, self.cuda, self.registered = [None] * self.count, None, False, False
 
 
-def _register(buffer: torch.Tensor) -> bool:
+def _register(buffer: torch.Tensor, device: torch.device) -> bool:
     """Page-lock BUFFER for asynchronous copies; without it the copies are staged (still correct)."""
-    err = int(torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), buffer.numel(), 0))
+    with torch.cuda.device(device):
+        err = int(torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), buffer.numel(), 0))
     if err:
         log.warning("could not page-lock the loader's image slots (cudaError %d): device copies are staged", err)
         return False

@@ -104,11 +104,14 @@ class TrainStream:
         num_workers: int = 0,
         lookahead: int = 1,
         split_batches: bool = True,
-        pin_memory: bool = False,
+        device: torch.device | str | None = None,
         image_size: int | None = None,
         seed: int = 0,
     ):
-        """IMAGE_SIZE: the side of every training image, for the shared-memory slots (None: none)."""
+        """DEVICE: where the loop trains (CUDA: page-locked memory for its copies). IMAGE_SIZE: the
+        side of every training image, for the shared-memory slots (None: no slots)."""
+        device = torch.device(device) if device is not None else None
+        pin_memory = device is not None and device.type == "cuda"
         if sampler.effective_batch != batch_size * accumulation_steps:
             raise ValueError("sampler.effective_batch must equal batch_size x accumulation_steps")
         self.sampler = sampler
@@ -130,10 +133,12 @@ class TrainStream:
             # copy to the device may still run): a slot is never written while in use
             per_step = accumulation_steps * self.chunks_per_micro
             chunk = -(-batch_size // self.chunks_per_micro)
-            self.slots = ImageSlots((lookahead + 2) * per_step, chunk, image_size, cuda=pin_memory)
+            self.slots = ImageSlots((lookahead + 2) * per_step, chunk, image_size, device=device)
             dataset = _IntoSlots(dataset, self.slots)
-            pin_memory = False  # the slots are page-locked once instead of a pinning copy per chunk
-        self._next_slot = 0
+            # the slots are page-locked once instead of a pinning copy per chunk (a chunk whose
+            # images do not fit a slot is then copied from pageable memory: slower, still right)
+            pin_memory = False
+        self._slot_counter = 0  # chunks given a slot so far: the next slot is this modulo the count
         kwargs = {}
         if self.num_workers:
             kwargs = dict(
@@ -166,8 +171,8 @@ class TrainStream:
     def _take_slot(self) -> int | None:
         if self.slots is None:
             return None
-        slot = self._next_slot
-        self._next_slot = (slot + 1) % self.slots.count
+        slot = self._slot_counter % self.slots.count
+        self._slot_counter += 1
         return self.slots.reuse(slot)
 
     def _receive(self, it: Iterator[dict]) -> tuple[dict, list[int]]:
@@ -183,6 +188,7 @@ class TrainStream:
         s, feed, steps = self.sampler, self._feed, self.sampler.steps_per_epoch
         s.start_epoch(epoch)
         feed.queue.clear()
+        first_slot = self._slot_counter
         versions: deque[int] = deque()
         drawn = 0
 
@@ -197,18 +203,27 @@ class TrainStream:
         for _ in range(min(steps, 1 + self.lookahead)):
             draw_next()
         it = iter(self.loader)
-        for step in range(steps):
-            if step and drawn < steps:
-                draw_next()  # the loop has applied step-1's update by the time it asks for this one
-            micro, slots = [], []
-            for _ in range(self.accumulation_steps):
-                mb, in_slots = self._receive(it)
-                micro.append(mb)
-                slots += in_slots
-            try:
-                yield Step(micro, versions.popleft())
-            finally:  # the loop has issued this step's copies to the device
-                if slots:
-                    self.slots.copied(slots)
+        received = 0  # chunks received this epoch
+        try:
+            for step in range(steps):
+                if step and drawn < steps:
+                    draw_next()  # the loop has applied step-1's update by the time it asks for this one
+                micro, slots = [], []
+                for _ in range(self.accumulation_steps):
+                    mb, in_slots = self._receive(it)
+                    micro.append(mb)
+                    slots += in_slots
+                received += self.accumulation_steps * self.chunks_per_micro
+                try:
+                    yield Step(micro, versions.popleft())
+                finally:  # the loop has issued this step's copies to the device
+                    if slots:
+                        self.slots.copied(slots)
+        except GeneratorExit:
+            # stopped early: the slots of chunks drawn but never served are free again, so the next
+            # epoch does not write over the last steps served (the loader finishes the old chunks
+            # before it takes new ones)
+            self._slot_counter = first_slot + received
+            raise
         for _ in it:  # let the loader reach the end marker so the next epoch starts clean
             pass

@@ -217,7 +217,7 @@ def _training_data(cfg: TrainConfig, split: Split, device: torch.device, workers
         accumulation_steps=cfg.accumulation_steps,
         num_workers=workers,
         **stream_plan(batch_sampler.needs_losses, cfg.hnm_lookahead, workers),
-        pin_memory=device.type == "cuda",
+        device=device,
         image_size=cfg.image_size,
         seed=cfg.seed,
     )
