@@ -32,8 +32,7 @@ class ImageSlots:
         self.count = count
         self._copied: list[torch.cuda.Event | None] = [None] * count
         self.device = device if device is not None and device.type == "cuda" else None
-        self.cuda = self.device is not None
-        self.registered = self.cuda and _register(self.buffer, self.device)
+        self.registered = self.device is not None and _register(self.buffer, self.device)
         if self.registered:
             weakref.finalize(self, _unregister, self.buffer.data_ptr())
 
@@ -44,7 +43,7 @@ class ImageSlots:
     def copied(self, slots: list[int]) -> None:
         """The loop has issued the step that reads SLOTS: mark its end on the device's stream
         (the training device's, which need not be the current one: `device: cuda:1`)."""
-        if self.cuda:
+        if self.device is not None:
             event = torch.cuda.Event()
             event.record(torch.cuda.current_stream(self.device))
             for s in slots:
@@ -64,7 +63,7 @@ class ImageSlots:
     def __setstate__(self, state: dict) -> None:
         self.buffer, self.count = state["buffer"], state["count"]
         self.array = self.buffer.numpy()
-        self._copied, self.device, self.cuda, self.registered = [None] * self.count, None, False, False
+        self._copied, self.device, self.registered = [None] * self.count, None, False
 
 
 def _register(buffer: torch.Tensor, device: torch.device) -> bool:

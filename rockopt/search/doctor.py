@@ -81,10 +81,7 @@ def diagnose(study: optuna.Study) -> Diagnosis:
 
 def repair(d: Diagnosis) -> None:
     """Fail stuck trials (re-queued once with their parameters) and end stuck runs KILLED."""
-    retry = retry_failed_once()
-    for n, _ in d.stuck_trials:
-        d.study.tell(n, state=TrialState.FAIL)
-        retry(d.study, d.study.trials[n])
+    _fail_and_queue_again(d.study, [n for n, _ in d.stuck_trials])
     mlflow = client()
     for run_id, _, why in d.stuck_runs:
         mlflow.set_tag(run_id, "rockopt.repaired", f"doctor: {why}")
@@ -96,13 +93,20 @@ def repair_gone_local_workers(study: optuna.Study) -> list[int]:
 
     A database storage's heartbeat does the same for every host; a journal file has none.
     """
-    d = Diagnosis(study)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _local_worker_gone(t.user_attrs.get("worker", "")):
-            d.stuck_trials.append((t.number, "worker gone"))
-    if d.stuck_trials:
-        retry = retry_failed_once()
-        for n, _ in d.stuck_trials:
-            study.tell(n, state=TrialState.FAIL)
-            retry(study, study.trials[n])
-    return [n for n, _ in d.stuck_trials]
+    gone = [
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if _local_worker_gone(t.user_attrs.get("worker", ""))
+    ]
+    _fail_and_queue_again(study, gone)
+    return gone
+
+
+def _fail_and_queue_again(study: optuna.Study, numbers: list[int]) -> None:
+    """Mark the trials FAIL and queue each one's parameters again, once (Optuna's retry callback)."""
+    if not numbers:
+        return
+    retry = retry_failed_once()
+    for n in numbers:
+        study.tell(n, state=TrialState.FAIL)
+        retry(study, study.trials[n])
