@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rockopt.config import TrainConfig, dump_config
+from rockopt.config import RUNTIME_KEYS, TrainConfig, dump_config, load_config
 from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
 from rockopt.errors import ConfigError
 from rockopt.outputs import ensure_dir
+from rockopt.report import params_text
 from rockopt.tracked_run import prepare_data, run_tags, train_in_run
 from rockopt.metrics import confusion, macro_f1
 from rockopt.predict import predict_logits, test_images
@@ -40,9 +41,16 @@ def provenance(config_path: str | Path | None) -> dict:
     return {"study": doc.get("study"), "trial": doc.get("trial"), "trial_value": doc.get("value")}
 
 
+def recipe_changes(cfg: TrainConfig, config_path: str | Path) -> dict:
+    """The settings of CFG that differ from the exported configuration's and change what is learned."""
+    exported = load_config(config_path, {}).flat()
+    return {k: v for k, v in cfg.flat().items() if k not in RUNTIME_KEYS | {"data", "folds_file", "experiment"} and exported.get(k) != v}
+
+
 def default_member_dir(cfg: TrainConfig, config_path: str | Path | None, origin: dict) -> Path:
     if origin.get("study") is not None:
         name = f"{origin['study']}-trial-{origin['trial']}"
+        name += "".join(f"+{k}={v}" for k, v in origin.get("set", {}).items())
     else:
         stem = Path(config_path).stem if config_path else cfg.backbone.replace(":", ".")
         name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -67,6 +75,11 @@ def run_cv(
     cfg = cfg.model_copy(update={"save_checkpoint": True})
     data, folds = prepare_data(cfg, folds_file)
     origin = provenance(config_path)
+    if origin:
+        changed = recipe_changes(cfg, config_path)
+        if changed:  # e.g. a trial's recipe trained longer: the member says so, and is named apart
+            origin["set"] = changed
+            log(f"note: --set changes trial {origin.get('trial')}'s recipe: {params_text(changed)} (recorded in member.json)")
     out = ensure_dir(out, "--out") if out else ensure_dir(default_member_dir(cfg, config_path, origin), "out_dir")
     dump_config(cfg, out / "config.yaml")
     has_test = (data.root / "test.csv").is_file()

@@ -113,3 +113,10 @@ class Reporter:
                 self.progress.stop()
             except BrokenPipeError:
                 _drop_output(sys.stderr)
+
+
+def next_step(*commands: str) -> None:
+    """What to run next, on stderr (a log line like the others where stderr is not a terminal)."""
+    reporter = Reporter(bars=False)
+    for i, command in enumerate(commands):
+        reporter.line(("next: " if i == 0 else "      ") + command)

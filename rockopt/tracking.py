@@ -26,9 +26,15 @@ _MAX_PARAM = 6000  # MLflow's limit on a param value
 TRIAL_TO_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
-def mask_url(url: str) -> str:
-    """`scheme://user:secret@host` -> `scheme://user:***@host`; anything else unchanged."""
-    return re.sub(r"(//[^/:@]+:)[^@/]+@", r"\1***@", url)
+# a URL's password: `//user:secret@host` (secret up to the last @ before the host, which an
+# unescaped @ in it does not end; the user may be empty), and query parameters that carry one
+_USERINFO_SECRET = re.compile(r"(//[^/\s:@]*:)[^/\s]*@")
+_QUERY_SECRET = re.compile(r"([?&](?:password|passwd|pwd|sslpassword|token|access_token|secret|api_key|apikey)=)[^&#\s]*", re.I)
+
+
+def mask_url(text: str) -> str:
+    """Every URL password in TEXT (a URL, or a message quoting one) -> `***`; the rest unchanged."""
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO_SECRET.sub(r"\1***@", text))
 
 
 def error_text(exc: BaseException) -> str:

@@ -302,3 +302,36 @@ def test_version_and_a_tracking_server_ui(run_cli, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:secret@mlflow.example:5000")
     code, out, err = run_cli("ui")  # a server has its own UI: say where, start nothing
     assert code == 0 and "http://user:***@mlflow.example:5000" in out and "secret" not in out + err
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://postgres:s3cret@127.0.0.1/db", "postgresql://postgres:***@127.0.0.1/db"),
+        ("postgresql://:s3cret@127.0.0.1:5999/x", "postgresql://:***@127.0.0.1:5999/x"),
+        ("postgresql://postgres:s3c@ret@127.0.0.1/x", "postgresql://postgres:***@127.0.0.1/x"),  # an unescaped @ in it
+        ("postgresql://postgres@127.0.0.1/db?password=s3cret", "postgresql://postgres@127.0.0.1/db?password=***"),
+        ("mysql+pymysql://u@h/db?charset=utf8&PASSWD=s3cret&x=1", "mysql+pymysql://u@h/db?charset=utf8&PASSWD=***&x=1"),
+        ("cannot open storage postgresql://u:s3cret@h/db: timeout", "cannot open storage postgresql://u:***@h/db: timeout"),
+        ("sqlite:///studies/quick.db", "sqlite:///studies/quick.db"),
+        ("postgresql://postgres@127.0.0.1:5432/rockopt", "postgresql://postgres@127.0.0.1:5432/rockopt"),
+    ],
+)
+def test_a_url_password_is_masked_in_every_form(url, shown):
+    from rockopt.tracking import mask_url
+
+    assert mask_url(url) == shown
+
+
+def test_ui_hands_the_store_to_mlflow_by_environment_not_argv(run_cli, monkeypatch):
+    """A password in the store's URL would show in `ps` as an argument."""
+    import os
+
+    started = {}
+    monkeypatch.setattr(os, "execvp", lambda file, args: started.update(args=args, store=os.environ.get("MLFLOW_BACKEND_STORE_URI")))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://postgres:s3cret@127.0.0.1/mlflow")
+    monkeypatch.delenv("MLFLOW_BACKEND_STORE_URI", raising=False)
+    code, _, err = run_cli("ui", "--port", "5055")
+    assert code == 0, err
+    assert started["store"] == "postgresql://postgres:s3cret@127.0.0.1/mlflow"
+    assert not any("s3cret" in a for a in started["args"]) and "5055" in started["args"]

@@ -196,7 +196,7 @@ def test_a_search_refuses_a_missing_data_directory_and_a_trial_count_below_one_a
     assert MlflowClient().get_experiment_by_name("tiny") is None
 
 
-def test_an_interrupted_trial_keeps_no_checkpoint_beyond_keep_checkpoints(run_cli, workdir, demo_data):
+def test_an_interrupted_trial_is_queued_again_keeps_its_checkpoints_and_goes_on_from_its_last_epoch(run_cli, workdir, demo_data, monkeypatch):
     path = _write_study(
         workdir, demo_data,
         budget={"n_trials": 2, "max_epochs": 2, "keep_checkpoints": 1},
@@ -209,12 +209,24 @@ def test_an_interrupted_trial_keeps_no_checkpoint_beyond_keep_checkpoints(run_cl
     code, _, err = run_cli("search", "--study", path, "-q")
     assert code == 130, err
     trials = _study().trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"] and trials[1].user_attrs["epochs"] == 1
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "WAITING"] and trials[1].user_attrs["epochs"] == 1
     assert Path(trials[0].user_attrs["checkpoint"]).is_file()
     assert Path(trials[0].user_attrs["checkpoint"]).with_name("last.pt").is_file()  # the one kept keeps both
-    # written in epoch 1, removed after Ctrl-C in epoch 2
-    assert not Path(trials[1].user_attrs["checkpoint"]).exists()
-    assert not Path(trials[1].user_attrs["checkpoint"]).with_name("last.pt").exists()
+    # written in epoch 1, and kept beyond keep_checkpoints after Ctrl-C in epoch 2: its retry goes on from it
+    interrupted = Path(trials[1].user_attrs["checkpoint"])
+    assert interrupted.is_file() and interrupted.with_name("last.pt").is_file()
+    assert MlflowClient().get_run(trials[1].user_attrs["mlflow_run_id"]).info.status == "KILLED"
+
+    monkeypatch.setenv("ROCKOPT_TEST_NO_INTERRUPT", "1")
+    code, _, err = run_cli("search", "--study", path, "--n-trials", "1", "-q")
+    assert code == 0, err
+    assert "trial 2 retries trial 1, which was interrupted: continuing after its epoch 1" in err
+    trials = _study().trials
+    assert trials[2].state.name == "COMPLETE" and sorted(trials[2].intermediate_values) == [1, 2]
+    assert trials[2].intermediate_values[1] == trials[1].intermediate_values[1]  # epoch 1 is the interrupted trial's
+    # consumed: only the best complete trial keeps checkpoints now
+    kept = [t.number for t in trials if t.user_attrs.get("checkpoint") and Path(t.user_attrs["checkpoint"]).exists()]
+    assert len(kept) == 1 and 1 not in kept
 
 
 # --- MLflow: every kind of trial for what it is ---------------------------------------------------
@@ -295,6 +307,58 @@ def test_a_piped_search_logs_notes_trials_and_epochs_and_ctrl_c_still_kills_it(s
     newest = max(parents, key=lambda r: r.info.start_time)
     assert newest.info.status == "KILLED" and children["trial-1"].info.status == "KILLED"
     assert "rockopt.error" not in newest.data.tags
+
+
+def _wait_for(proc: subprocess.Popen, what: str, timeout: float = 240) -> str:
+    """Read PROC's merged output until WHAT appears; what was read."""
+    seen = ""
+    deadline = time.time() + timeout
+    while what not in seen and time.time() < deadline and proc.poll() is None:
+        seen += proc.stdout.readline()
+    assert what in seen, seen
+    return seen
+
+
+def test_sigterm_stops_a_search_as_ctrl_c_does_and_the_same_command_goes_on(study_file, workdir):
+    """`timeout`, `docker stop` and a scheduler's preemption send SIGTERM: the trial is failed and
+    queued again, every run ends, the process dies of SIGTERM, and the next search continues the
+    trial after its last epoch; the same through the `--workers` launcher, which passes it on."""
+    slow = _env({"ROCKOPT_TEST_SLOW": "1"})
+    cmd = _cmd("search", "--study", study_file, "--n-trials", "1", "--set", "backbone=tests.custom_model:slow_when_asked")
+    proc = subprocess.Popen(cmd, env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(proc, "trial 0 epoch 1/2")
+    deadline = time.time() + 60
+    while not list(workdir.glob("**/trial-0000/last.pt")) and time.time() < deadline:  # epoch 1 saved
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, out
+    assert "trial 0 is marked FAIL and queued again" in out and "Traceback" not in out
+    trials = _study().trials
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[0].user_attrs["error"] == "interrupted"
+    _, _, parents, children = _runs()
+    assert [r.info.status for r in parents] == ["KILLED"] and children["trial-0"].info.status == "KILLED"
+    assert children["trial-0"].data.tags["trial_state"] == "FAIL"
+
+    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "trial 1 retries trial 0, which was interrupted: continuing after its epoch 1" in again.stderr, again.stderr
+    trials = _study().trials
+    assert trials[1].state.name == "COMPLETE" and trials[1].params == trials[0].params
+
+    launcher = subprocess.Popen(
+        [*cmd[:-4], "--workers", "2", "--n-trials", "2", *cmd[-2:]], env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    seen = _wait_for(launcher, "epoch 1/2")
+    launcher.send_signal(signal.SIGTERM)  # the launcher alone, as `kill PID` does
+    out, _ = launcher.communicate(timeout=120)
+    assert launcher.returncode == -signal.SIGTERM, seen + out
+    trials = _study().trials
+    assert not [t.number for t in trials if t.state.name == "RUNNING"]
+    _, _, parents, children = _runs()
+    assert not [r.info.run_name for r in [*parents, *children.values()] if r.info.status == "RUNNING"]
+    stopped = [t for t in trials if t.user_attrs.get("error") == "interrupted"]
+    assert len(stopped) >= 2 and all(any(w.system_attrs.get("retry_history", [])[-1:] == [t.number] for w in trials) for t in stopped)
 
 
 # --- several processes on one study -------------------------------------------------------------

@@ -183,5 +183,11 @@ def test_a_search_trial_whose_worker_was_killed_goes_on_from_its_last_epoch_in_t
 
     run = MlflowClient().get_run(b.user_attrs["mlflow_run_id"])
     assert run.data.tags["rockopt.retries_trial"] == "0" and run.data.tags["rockopt.resumed_at_epoch"] == "2"
+    assert "1 MLflow run(s) of workers of this host that are gone ended KILLED" not in err  # the dead search's parent and trial: 2
+    assert "2 MLflow run(s) of workers of this host that are gone ended KILLED" in err
+    dead = MlflowClient().get_run(failed.user_attrs["mlflow_run_id"])  # the killed worker's: ended by the search after it
+    assert dead.info.status == "KILLED" and dead.data.tags["trial_state"] == "FAIL" and "rockopt.error" in dead.data.tags
+    client = MlflowClient()
+    assert not client.search_runs([run.info.experiment_id], filter_string="attributes.status = 'RUNNING'")
     assert run.data.tags["rockopt.retries_run"] == failed.user_attrs["mlflow_run_id"]
     assert [s for s, _ in _val_f1(run.info.run_id)] == [1, 2, 3, 4]

@@ -182,7 +182,17 @@ def test_a_killed_worker_trial_fails_is_retried_and_doctor_repairs_its_run(study
     listed = _rockopt("doctor", "--study", study_file, "--storage", url, env=env)
     assert listed.returncode == 1 and "trial 1: stuck RUNNING" in listed.stdout and killed_run in listed.stdout
 
-    # a restarted worker fails the stale trial, runs its parameters again, and the study goes on
+    fixed = _rockopt("doctor", "--study", study_file, "--storage", url, "--repair", env=env)
+    assert fixed.returncode == 0 and "ended KILLED" in fixed.stdout
+    repaired = client.get_run(killed_run)
+    assert repaired.info.status == "KILLED" and repaired.data.tags["trial_state"] == "FAIL" and "rockopt.error" in repaired.data.tags
+    exp = client.get_experiment_by_name("tiny")
+    assert all(r.info.status != "RUNNING" for r in client.search_runs([exp.experiment_id]))
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "WAITING"]
+    assert "mlflow_run_id" not in trials[2].user_attrs and "worker" not in trials[2].user_attrs  # the failed one's are its own
+
+    # a restarted worker runs the failed trial's parameters again, and the study goes on
     p = _rockopt("search", "--study", study_file, "--n-trials", "1", "--storage", url, "-q",
                  "--set", "backbone=tests.custom_model:slow_when_asked", env=env)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -190,11 +200,5 @@ def test_a_killed_worker_trial_fails_is_retried_and_doctor_repairs_its_run(study
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1
     assert trials[0].value is not None  # the completed trial was not lost
-
-    fixed = _rockopt("doctor", "--study", study_file, "--storage", url, "--repair", env=env)
-    assert fixed.returncode == 0 and "ended KILLED" in fixed.stdout
-    assert client.get_run(killed_run).info.status == "KILLED"
-    exp = client.get_experiment_by_name("tiny")
-    assert all(r.info.status != "RUNNING" for r in client.search_runs([exp.experiment_id]))
     again = _rockopt("doctor", "--study", study_file, "--storage", url, env=env)
     assert again.returncode == 0 and "nothing stuck" in again.stdout

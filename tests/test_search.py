@@ -167,8 +167,12 @@ def test_ctrl_c_fails_the_trial_kills_its_run_and_exits_cleanly(run_cli, study_f
     code, out, err = run_cli("search", "--study", study_file, "-q")
     assert code == 130
     assert "run the same command again" in err and "Traceback" not in err
+    assert "trial 0 is marked FAIL and queued again" in err
     study = optuna.load_study(study_name="tiny", storage="sqlite:///studies/tiny.db")
-    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]  # the second is still queued
+    # the second is still queued, and the interrupted one again, to go on from its last epoch
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING", "WAITING"]
+    assert study.trials[2].system_attrs["retry_history"] == [0] and study.trials[2].params == study.trials[0].params
+    assert "mlflow_run_id" not in study.trials[2].user_attrs  # its own run is made when it starts
     client = MlflowClient()
     runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])}
     assert runs["trial-0"].info.status == "KILLED"
@@ -176,7 +180,7 @@ def test_ctrl_c_fails_the_trial_kills_its_run_and_exits_cleanly(run_cli, study_f
     code, out, err = run_cli("search", "--study", study_file, "--n-trials", "1", "-q")
     assert code == 0, err
     study = optuna.load_study(study_name="tiny", storage="sqlite:///studies/tiny.db")
-    assert [(t.number, t.state.name) for t in study.trials] == [(0, "FAIL"), (1, "COMPLETE")]
+    assert [(t.number, t.state.name) for t in study.trials] == [(0, "FAIL"), (1, "COMPLETE"), (2, "WAITING")]
 
 
 def test_baseline_first_makes_trial_0_the_default_recipe(run_cli, workdir, demo_data):

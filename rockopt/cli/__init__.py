@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated
 
 import typer
 
+from rockopt import stopping
 from rockopt.cli import blend, cv, data, demo, predict, search, train, ui
 from rockopt.errors import RockoptError
 
@@ -103,14 +105,26 @@ def run() -> None:
     program stopped by Ctrl-C does: killed by SIGINT, so the shell loop, `make` or script that
     ran it stops too. Python ends that way for a KeyboardInterrupt nobody caught, after its exit
     handlers and flushes; exiting 130 instead would make it depend on where the interrupt landed
-    (one landing in code a library builds with exec() already does it)."""
+    (one landing in code a library builds with exec() already does it). SIGTERM stops a command
+    as Ctrl-C does (rockopt.stopping), and it then ends killed by SIGTERM."""
+    stopping.install()
     try:
         main()
     except SystemExit as e:
-        if e.code != 130:
+        if e.code != 130 and stopping.received() is None:
             raise
-        sys.excepthook = _no_traceback_for_ctrl_c
-        raise KeyboardInterrupt from None
+        _end_by_signal()
+    except KeyboardInterrupt:
+        _end_by_signal()
+
+
+def _end_by_signal() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if stopping.received() == signal.SIGTERM:
+        stopping.die_of_signal()
+    sys.excepthook = _no_traceback_for_ctrl_c
+    raise KeyboardInterrupt from None
 
 
 def _no_traceback_for_ctrl_c(kind, value, tb) -> None:

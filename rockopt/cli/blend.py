@@ -16,7 +16,8 @@ def blend(
     members: Annotated[list[Path] | None, typer.Option("--members", help="Member directories (repeat the flag, or list them after it).")] = None,
     more: Annotated[list[Path] | None, typer.Argument(help="More member directories.", show_default=False)] = None,
     study: Annotated[str | None, typer.Option("--study", help="Blend the members cv made for this study's best trials.")] = None,
-    top: Annotated[int, typer.Option("--top", help="With --study: how many of its best trials.")] = 3,
+    top: Annotated[int, typer.Option("--top", min=1, help="With --study: how many of its best trials.")] = 3,
+    study_name: Annotated[str | None, typer.Option("--study-name", help="With --study: its name in the storage (default: the file's name).")] = None,
     method: Annotated[
         BlendMethod, typer.Option("--method", help="The one behind the submission (auto: the best cross-validated, or the best member).")
     ] = "auto",
@@ -44,7 +45,7 @@ def blend(
     if study:
         from rockopt.search.export import load_existing, top_trials
 
-        optuna_study, _ = load_existing(study, storage)
+        optuna_study, _ = load_existing(study, storage, study_name)
         dirs = study_members(optuna_study.study_name, [t.number for t in top_trials(optuna_study, top)], members_root)
     if not dirs:
         raise ConfigError("nothing to blend: give --members DIR DIR ... or --study NAME --top K")

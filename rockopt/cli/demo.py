@@ -32,5 +32,5 @@ def demo(
         if e.exit_code:
             raise
     name = f"quick-{Path(data).resolve().name}"  # one study (and folds file) per data set
-    search_cmd.search(study="quick", data=data, n_trials=n_trials, study_name=name, set_=set_, quiet=quiet)
+    search_cmd.search(study="quick", data=data, n_trials=n_trials, study_name=name, set_=set_, quiet=quiet, hint=False)
     search_cmd.best(study="quick", study_name=name, top=3)

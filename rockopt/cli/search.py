@@ -29,6 +29,7 @@ def search(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes on this host (one per GPU with --gpus).")] = 1,
     gpus: Annotated[str | None, typer.Option("--gpus", help="GPU ids, e.g. 0,1,2,3: one worker pinned to each.")] = None,
     quiet: QuietOpt = False,
+    hint: Annotated[bool, typer.Option(hidden=True)] = True,
 ) -> None:
     """Run an Optuna study over how a backbone is trained; every trial is an MLflow child run."""
     from rockopt.config import parse_sets
@@ -40,7 +41,7 @@ def search(
     if workers > 1:
         _launch_workers(study, data, n_trials, timeout, storage, study_name, [*(set_ or []), *(extra or [])], workers, gpu_ids)
         return
-    from rockopt.report import safe_print
+    from rockopt.report import next_step, safe_print
 
     s = run_search(
         study,
@@ -59,8 +60,11 @@ def search(
     # plain writes that survive a reader gone with the same Ctrl-C (`| tee`): the exit code stays 130
     safe_print(line + f"; MLflow parent run {s.parent_run_id}")
     if s.interrupted:
-        safe_print("interrupted: the running trial is marked FAIL; run the same command again to continue the study", err=True)
+        what = f"trial {s.requeued} is marked FAIL and queued again; " if s.requeued is not None else ""
+        safe_print(f"interrupted: {what}run the same command again to continue the study", err=True)
         raise typer.Exit(130)
+    if hint:
+        next_step(f"rockopt best --study {study} --top 3 --export best" + (f" --study-name {s.study_name}" if study_name else ""))
 
 
 def _launch_workers(study, data, n_trials, timeout, storage, study_name, sets, workers, gpu_ids) -> None:
@@ -113,7 +117,7 @@ def _launch_workers(study, data, n_trials, timeout, storage, study_name, sets, w
 
 def best(
     study: StudyOpt,
-    top: Annotated[int, typer.Option("--top", help="How many trials to show / export.")] = 5,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many trials to show / export.")] = 5,
     export: Annotated[Path | None, typer.Option("--export", help="Write config, checkpoint and summary per trial here.")] = None,
     storage: StorageOpt = None,
     study_name: StudyNameOpt = None,
@@ -151,8 +155,17 @@ def best(
     if not trials:
         out.print("no complete trial yet")
     if export:
-        for d in export_trials(optuna_study, trials, export, url):
+        dirs = export_trials(optuna_study, trials, export, url)
+        for d in dirs:
             out.print(f"exported {d}", highlight=False)
+        if dirs:
+            from rockopt.report import next_step
+
+            name = f" --study-name {study_name}" if study_name else ""
+            next_step(
+                f"rockopt cv --config {dirs[0]}/config.yaml (and each other exported trial's), then",
+                f"rockopt blend --study {study}{name} --top {len(dirs)} --out runs/blend",
+            )
 
 
 def _print_records(study: str, trials, names: list[str], fmt: str) -> None:

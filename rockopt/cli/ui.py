@@ -22,4 +22,6 @@ def ui(
         # a tracking server serves its own UI: nothing to start here
         print(f"the MLflow tracking server {mask_url(uri)} serves the UI: open it in a browser")
         return
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])
+    # the store goes by environment, not argv: a password in it would show in `ps`
+    os.environ["MLFLOW_BACKEND_STORE_URI"] = uri
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)])

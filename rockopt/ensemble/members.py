@@ -72,8 +72,9 @@ def check_compatible(members: list[Member]) -> None:
 def study_members(study: str, trials: list[int], root: str | Path = "runs/members") -> list[Path]:
     """The member directories `cv` made for these trials of STUDY; names any missing one and how to make it."""
     found: dict[int, Path] = {}
-    for meta_file in sorted(Path(root).glob("*/member.json")):
-        meta = json.loads(meta_file.read_text())
+    # a member of the trial's own recipe before one that cv trained with --set changes
+    metas = [(meta_file, json.loads(meta_file.read_text())) for meta_file in sorted(Path(root).glob("*/member.json"))]
+    for meta_file, meta in sorted(metas, key=lambda m: bool(m[1].get("set"))):
         if meta.get("study") == study and meta.get("trial") in trials:
             found.setdefault(meta["trial"], meta_file.parent)
     missing = [t for t in trials if t not in found]
@@ -81,6 +82,6 @@ def study_members(study: str, trials: list[int], root: str | Path = "runs/member
         t = missing[0]
         raise RockoptError(
             f"no cv member for trial {t} of study '{study}' under {root} ({len(missing)} missing); make it with: "
-            f"rockopt best --study {study} --top {len(trials)} --export out && rockopt cv --config out/trial-{t:04d}/config.yaml"
+            f"rockopt best --study {study} --top {len(trials)} --export best && rockopt cv --config best/trial-{t:04d}/config.yaml"
         )
     return [found[t] for t in trials]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
-from rockopt.search.storage import retry_failed_once
+from rockopt.search.storage import retry_failed
 from rockopt.tracking import client
 
 
@@ -50,9 +50,12 @@ def _heartbeat_stale(study: optuna.Study) -> set[int]:
     return {t.number for t in study.get_trials(deepcopy=False) if t._trial_id in ids}
 
 
-def diagnose(study: optuna.Study) -> Diagnosis:
+def diagnose(study: optuna.Study, local_only: bool = False) -> Diagnosis:
+    """What is stuck. `local_only`: only what workers of this host that are gone left behind,
+    which is safe to repair while other searches run (a live worker may be between telling
+    Optuna its trial's end and ending the trial's run)."""
     d = Diagnosis(study)
-    stale = _heartbeat_stale(study)
+    stale = set() if local_only else _heartbeat_stale(study)
     running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     for n, t in running.items():
         worker = t.user_attrs.get("worker", "")
@@ -68,45 +71,54 @@ def diagnose(study: optuna.Study) -> Diagnosis:
     for run in mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'"):
         tags = run.data.tags
         worker = tags.get("rockopt.worker", "")
-        if "trial_number" in tags:
+        if _local_worker_gone(worker):
+            d.stuck_runs.append((run.info.run_id, run.info.run_name, f"worker {worker} is gone"))
+        elif local_only:
+            continue
+        elif "trial_number" in tags:
             n = int(tags["trial_number"])
             if n not in running:
                 d.stuck_runs.append((run.info.run_id, run.info.run_name, f"trial {n} is no longer running"))
             elif n in stuck:
                 d.stuck_runs.append((run.info.run_id, run.info.run_name, f"trial {n} is stuck"))
-        elif _local_worker_gone(worker):
-            d.stuck_runs.append((run.info.run_id, run.info.run_name, f"worker {worker} is gone"))
     return d
 
 
 def repair(d: Diagnosis) -> None:
-    """Fail stuck trials (re-queued once with their parameters) and end stuck runs KILLED."""
-    _fail_and_queue_again(d.study, [n for n, _ in d.stuck_trials])
+    """Fail stuck trials (re-queued once with their parameters) and end stuck runs KILLED; a
+    trial's run then says its trial's state (`trial_state`) and why (`rockopt.error`)."""
+    fail_and_queue_again(d.study, [n for n, _ in d.stuck_trials], reason="its worker died")
     mlflow = client()
+    states = {t.number: t.state.name for t in d.study.get_trials(deepcopy=False)}
     for run_id, _, why in d.stuck_runs:
+        tags = mlflow.get_run(run_id).data.tags
         mlflow.set_tag(run_id, "rockopt.repaired", f"doctor: {why}")
+        if "trial_number" in tags:
+            state = states.get(int(tags["trial_number"]), "FAIL")
+            mlflow.set_tag(run_id, "trial_state", state)
+            if state == "FAIL" and "rockopt.error" not in tags:
+                mlflow.set_tag(run_id, "rockopt.error", f"ended by repair: {why}")
         mlflow.set_terminated(run_id, status="KILLED")
 
 
-def repair_gone_local_workers(study: optuna.Study) -> list[int]:
-    """At the start of a search: trials of workers of this host that died are failed and re-queued.
+def repair_gone_local_workers(study: optuna.Study) -> Diagnosis:
+    """At the start of a search: what workers of this host that died left RUNNING (trials,
+    failed and re-queued; their MLflow runs, ended) is repaired.
 
-    A database storage's heartbeat does the same for every host; a journal file has none.
+    A database storage's heartbeat fails the trials of every host; a journal file has none.
     """
-    gone = [
-        t.number
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if _local_worker_gone(t.user_attrs.get("worker", ""))
-    ]
-    _fail_and_queue_again(study, gone)
-    return gone
+    d = diagnose(study, local_only=True)
+    repair(d)
+    return d
 
 
-def _fail_and_queue_again(study: optuna.Study, numbers: list[int]) -> None:
-    """Mark the trials FAIL and queue each one's parameters again, once (Optuna's retry callback)."""
-    if not numbers:
-        return
-    retry = retry_failed_once()
+def fail_and_queue_again(study: optuna.Study, numbers: list[int], reason: str, max_retry: int | None = 1) -> None:
+    """Mark the trials FAIL (those not yet), saying why, and queue each one's parameters again:
+    `max_retry` times at most for a trial and its retries (None: always)."""
+    retry = retry_failed(max_retry)
     for n in numbers:
-        study.tell(n, state=TrialState.FAIL)
+        trial = study.trials[n]
+        if trial.state != TrialState.FAIL:
+            optuna.Trial(study, trial._trial_id).set_user_attr("error", reason)
+            study.tell(n, state=TrialState.FAIL)
         retry(study, study.trials[n])

@@ -1,12 +1,13 @@
 """One trial: settings from the space, a tracked training run, reports to the pruner.
 
 Trial state -> MLflow run status: COMPLETE -> FINISHED, PRUNED -> KILLED (tag
-`pruned_at_epoch`), FAIL -> FAILED (tag `rockopt.error`). Ctrl-C -> the trial FAILs in
-Optuna and its run ends KILLED.
+`pruned_at_epoch`), FAIL -> FAILED (tag `rockopt.error`). Ctrl-C or SIGTERM -> the trial FAILs
+in Optuna, its run ends KILLED, and the search queues it again.
 
-A trial whose worker died is failed and queued again once (heartbeat or `doctor`); the retry
-goes on from the failed trial's `last.pt`: the earlier epochs are logged to the new run and
-reported to the pruner again, and the run is tagged with the trial and run it continues.
+A trial whose worker died is failed and queued again once (the next search on this host,
+heartbeat or `doctor`), an interrupted one every time; the retry goes on from the failed
+trial's `last.pt`: the earlier epochs are logged to the new run and reported to the pruner
+again, and the run is tagged with the trial and run it continues.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rockopt.tracked_run import run_tags, train_in_run
 from rockopt.report import Reporter, duration, params_text
 from rockopt.search.space import suggest
 from rockopt.search.study_file import StudySpec
-from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, error_text
+from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, client, error_text
 from rockopt.train.checkpoints import LAST, load_state
 
 
@@ -58,6 +59,9 @@ def retried_from(trial: optuna.Trial) -> tuple[optuna.trial.FrozenTrial | None, 
         return failed, None
 
 
+INTERRUPTED = "interrupted"  # a trial's `error` when Ctrl-C or SIGTERM stopped it
+
+
 class Objective:
     """Callable for `study.optimize`; returns the best epoch's validation metric."""
 
@@ -80,6 +84,7 @@ class Objective:
         self.study_name, self.experiment, self.parent_run_id = study_name, experiment, parent_run_id
         self.out_dir, self.reporter = out_dir, reporter or Reporter(bars=False)
         self.worker, self.stopped = worker, stopped
+        self.interrupted: int | None = None  # the trial a Ctrl-C or SIGTERM stopped
 
     def _value(self, res) -> float:
         return res.val_f1 if self.spec.objective.metric == "val_f1" else res.val_loss
@@ -107,8 +112,10 @@ class Objective:
         trial.set_user_attr("mlflow_run_id", run.id)
         self.reporter.line(f"trial {trial.number} started{' (the default recipe)' if baseline else ''}: {params_text(params)}")
         if failed is not None:
+            end_run_of(failed)
+            why = "which was interrupted" if failed.user_attrs.get("error") == INTERRUPTED else "whose worker died"
             self.reporter.line(
-                f"trial {trial.number} retries trial {failed.number}, whose worker died: "
+                f"trial {trial.number} retries trial {failed.number}, {why}: "
                 + (f"continuing after its epoch {saved['epoch']}" if saved else "from the start (it saved no epoch)")
             )
         epochs_run = 0
@@ -156,9 +163,10 @@ class Objective:
             finish("PRUNED", pruned_at_epoch=epochs_run)
             raise
         except KeyboardInterrupt:
-            # Optuna marks the trial FAIL; the run was stopped by the user, not broken
-            trial.set_user_attr("error", "interrupted")
-            finish("FAIL", "KILLED", **{"rockopt.error": "interrupted by the user"})
+            # Optuna marks the trial FAIL; the run was stopped, not broken, and the search queues it again
+            self.interrupted = trial.number
+            trial.set_user_attr("error", INTERRUPTED)
+            finish("FAIL", "KILLED", **{"rockopt.error": "interrupted (Ctrl-C or SIGTERM)"})
             raise
         except Exception as e:  # any failure ends this trial only; Optuna records it FAIL and goes on
             if not run_has_params(run):
@@ -173,6 +181,25 @@ class Objective:
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         finish("COMPLETE")
         return best
+
+
+def end_run_of(failed: optuna.trial.FrozenTrial) -> None:
+    """The MLflow run of a failed trial, when a worker that died (on any host) left it RUNNING,
+    ends KILLED with its trial's state: its retry is starting."""
+    run_id = failed.user_attrs.get("mlflow_run_id")
+    if not run_id:
+        return
+    from mlflow.exceptions import MlflowException
+
+    mlflow = client()
+    try:
+        status = mlflow.get_run(run_id).info.status
+    except MlflowException:  # another store, or deleted
+        return
+    if status == "RUNNING":
+        mlflow.set_tag(run_id, "trial_state", "FAIL")
+        mlflow.set_tag(run_id, "rockopt.error", f"its worker died ({failed.user_attrs.get('worker', '?')})")
+        mlflow.set_terminated(run_id, status="KILLED")
 
 
 def run_has_params(run: Run) -> bool:

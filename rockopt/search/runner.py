@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from rockopt import stopping
 from rockopt.config import RUNTIME_KEYS, TrainConfig, build_config
 from rockopt.errors import ConfigError, first_line
 from rockopt.data.folds import Folds
@@ -25,9 +23,9 @@ from rockopt.tracked_run import check_fold, prepare_data
 from rockopt.outputs import ensure_dir
 from rockopt.report import Reporter, params_text, short
 from rockopt.search import factories
-from rockopt.search.doctor import repair_gone_local_workers
+from rockopt.search.doctor import fail_and_queue_again, repair_gone_local_workers
 from rockopt.search.locks import study_lock
-from rockopt.search.objective import Objective
+from rockopt.search.objective import INTERRUPTED, Objective
 from rockopt.search.space import baseline_params
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file, with_overrides
@@ -48,6 +46,7 @@ class SearchSummary:
     best_trial: int | None
     trials_run: int  # in this invocation
     interrupted: bool
+    requeued: int | None  # the interrupted trial, queued again
     notes: list[str]
 
 
@@ -214,27 +213,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + (f":w{label}" if label else "")
 
 
-@contextmanager
-def _ctrl_c() -> Iterator[Callable[[], bool]]:
-    """Ctrl-C raises KeyboardInterrupt and is remembered: some imports swallow an interrupt raised
-    inside them (torch's first lazy import of triton does), and the trial's next epoch report
-    then stops it instead. Yields "was Ctrl-C pressed?"."""
-    hit = threading.Event()
-
-    def handler(signum, frame):
-        hit.set()
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield hit.is_set
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield hit.is_set
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def check_request(spec: StudySpec, data: str | Path | None, n_trials: int | None, timeout: float | None) -> None:
     """What can be refused before anything is created: no study, folds file or MLflow run is left behind."""
     if n_trials is not None and n_trials < 1:
@@ -313,7 +291,7 @@ def _open_parent_run(
         },
     )
     parent.log_params(
-        {"n_trials": n_trials, "timeout": timeout, "max_epochs": spec.budget.max_epochs, **{f"set.{k}": v for k, v in applied.items()}}
+        {"n_trials": n_trials, "timeout": timeout, "max_epochs": prepared.resolved.epochs, **{f"set.{k}": v for k, v in applied.items()}}
     )
     parent.log_artifact(source, "study")
     return parent
@@ -390,8 +368,11 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # rockopt reports trials itself, one line each
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna_study, spec, invocation = _open_study(file_spec, overrides, name, url, source, note)
-    for n in repair_gone_local_workers(optuna_study):
+    repaired = repair_gone_local_workers(optuna_study)
+    for n, _ in repaired.stuck_trials:
         note(f"trial {n} was left running by a worker of this host that is gone: marked FAIL and queued again")
+    if repaired.stuck_runs:
+        note(f"{len(repaired.stuck_runs)} MLflow run(s) of workers of this host that are gone ended KILLED")
     prepared = _prepare_data(spec, data, source, name, note, show_cache_build=progress and reporter.terminal)
     algorithms = _set_algorithms(optuna_study, spec, invocation, url)
     n_trials = n_trials if n_trials is not None else spec.budget.n_trials
@@ -401,7 +382,7 @@ def run_search(
     started = len(optuna_study.trials)
     interrupted = False
 
-    with parent, _ctrl_c() as stopped:  # anything unexpected ends the parent run FAILED, never RUNNING
+    with parent, stopping.remembered() as stopped:  # anything unexpected ends the parent run FAILED, never RUNNING
         objective = Objective(
             spec, prepared.base, prepared.dataset, prepared.folds, study_name=name, experiment=name, parent_run_id=parent.id,
             out_dir=prepared.out, reporter=reporter, worker=worker, stopped=stopped,
@@ -421,6 +402,8 @@ def run_search(
                 )
             except KeyboardInterrupt:
                 interrupted = True
+        if objective.interrupted is not None:  # queued again, to go on from its last epoch next time
+            fail_and_queue_again(optuna_study, [objective.interrupted], INTERRUPTED, max_retry=None)
         counts = _counts(optuna_study)
         best = _best(optuna_study)
         summary = {f"n_{k.lower()}": v for k, v in counts.items()}
@@ -441,5 +424,6 @@ def run_search(
         best_trial=best.number if best else None,
         trials_run=len(optuna_study.trials) - started,
         interrupted=interrupted,
+        requeued=objective.interrupted,
         notes=notes,
     )

@@ -12,10 +12,12 @@ re-queued once with the same parameters.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -37,12 +39,25 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, grace
 
 
-def retry_failed_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-    """Optuna's callback that queues a failed trial's parameters again, once (without its
-    experimental-feature warning: it is not news to a user of rockopt)."""
-    with warnings.catch_warnings():
+# what a queued retry keeps of its failed trial's user attributes: what was asked of the trial;
+# the rest (its MLflow run, worker, error, checkpoint path) says how the failed one went, and is
+# read from the failed trial itself (Optuna's callback would copy all of them)
+REQUEST_ATTRS = ("rockopt.baseline",)
+
+
+def retry_failed(max_retry: int | None = 1) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """Optuna's callback that queues a failed trial's parameters again, `max_retry` times at
+    most for a trial and its retries (None: always), with only its request's user attributes."""
+    with warnings.catch_warnings():  # its experimental-feature warning is not news to a user of rockopt
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        request = copy.deepcopy(trial)
+        request.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in REQUEST_ATTRS}
+        callback(study, request)
+
+    return queue_again
 
 
 def resolve_storage(url: str | None, study_name: str, workers: int = 1) -> str:
@@ -105,7 +120,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=interval,
                     grace_period=grace,
-                    heartbeat_stale_trial_callback=retry_failed_once(),
+                    heartbeat_stale_trial_callback=retry_failed(),
                 )
         except IntegrityError:
             # workers on several hosts creating the tables of an empty database at once: one wins, retry

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 
+from rockopt import stopping
+
 
 def split_trials(n_trials: int, workers: int) -> list[int]:
     """N trials over W workers, as evenly as possible, so the total is exactly N."""
@@ -37,13 +39,15 @@ def launch(args: list[str], n_trials: int, workers: int, gpus: list[str] | None)
     try:
         codes = [p.wait() for _, p in procs]
     except KeyboardInterrupt:
-        # the terminal sent SIGINT to every worker too; give them time to close their trials
+        # pass the stop on (a terminal's Ctrl-C reached them too: they take it as one), and
+        # let them close their trials and runs
+        sig = stopping.received() or signal.SIGINT
         for _, p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(sig)
         for _, p in procs:
             p.wait()
-        return 130, []
+        return 128 + sig, []
     died = [(i, p.pid, _signal_name(-p.returncode)) for i, p in procs if p.returncode < 0]
     return max((128 - c if c < 0 else c for c in codes), default=0), died
 

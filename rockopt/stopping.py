@@ -1,0 +1,72 @@
+"""Ctrl-C and SIGTERM stop a command the same way.
+
+SIGTERM is what `timeout`, `kill`, `docker stop`, systemd and a batch scheduler's preemption
+send. Python's default for it ends the process on the spot: MLflow runs and Optuna trials
+would stay RUNNING until `doctor` or the next search finds the dead worker. Here it raises
+KeyboardInterrupt like Ctrl-C, so every command's Ctrl-C path runs (runs end KILLED, a trial
+is failed and queued again to continue from its last epoch), and the process then ends by
+SIGTERM, as `kill` expects (exit status 143 in a shell).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+STOPPING = (signal.SIGINT, signal.SIGTERM)
+# a terminal sends Ctrl-C to every process of its group and the `--workers` launcher forwards
+# what it gets to its workers: a worker may get one stop twice at once, and the second must not
+# break the clean-up the first started; a signal later than this is a new request, and raises
+SAME_STOP_S = 1.0
+_received: list[int] = []  # stopping signals this process got, in order
+_first_at: list[float] = []  # when the first one came
+
+
+def received() -> int | None:
+    """The first stopping signal this process got, or None."""
+    return _received[0] if _received else None
+
+
+def _raise(signum: int, frame) -> None:
+    now = time.monotonic()
+    repeated = bool(_received) and now - _first_at[0] < SAME_STOP_S
+    _received.append(signum)
+    _first_at[:] = _first_at or [now]
+    if not repeated:
+        raise KeyboardInterrupt
+
+
+def install() -> None:
+    """SIGTERM raises KeyboardInterrupt (in the main thread; Ctrl-C already does)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise)
+        signal.signal(signal.SIGINT, _raise)
+
+
+@contextmanager
+def remembered() -> Iterator[Callable[[], bool]]:
+    """Stopping signals raise KeyboardInterrupt inside; yields "was one received since?". Some imports swallow a KeyboardInterrupt
+    raised inside them (torch's first lazy import of triton does): a loop that asks this at
+    each step stops anyway."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _raise) for sig in STOPPING}
+    already = len(_received)
+    try:
+        yield lambda: len(_received) > already
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def die_of_signal() -> None:
+    """End this process by the stopping signal it got (after cleanup), as an uncaught one would."""
+    sig = received()
+    if sig is None:
+        return
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
