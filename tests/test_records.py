@@ -185,6 +185,32 @@ def test_train_and_cv_record_what_they_ran(run_cli, demo_data, workdir):
         audit(r, {"lr": 0.002, "batch_size": 16, "out_dir": str(workdir / "cv-out")})
 
 
+def test_cv_of_an_exported_trial_records_a_recipe_changed_with_set_and_blend_prefers_the_trial_s_own(run_cli, study_file, workdir):
+    code, _, err = run_cli("search", "--study", study_file, "-q")
+    assert code == 0, err
+    assert "next: rockopt best --study" in err
+    code, _, err = run_cli("best", "--study", study_file, "--top", "2", "--export", "best")
+    assert code == 0 and "next: rockopt cv --config best/trial-" in err, err
+    code, _, err = run_cli("cv", "--config", "best/trial-0000/config.yaml", "-q", "--set", "epochs=1", "num_workers=0")
+    assert code == 0, err
+    assert "note: --set changes trial 0's recipe: epochs=1" in err  # num_workers changes how it runs, not what
+    changed = json.loads(Path("runs/members/tiny-trial-0+epochs=1/member.json").read_text())
+    assert changed["trial"] == 0 and changed["set"] == {"epochs": 1}
+    code, _, err = run_cli("cv", "--config", "best/trial-0001/config.yaml", "-q")
+    assert code == 0, err
+
+    def blended(out: str) -> set[str]:
+        code, _, err = run_cli("blend", "--study", study_file, "--top", "2", "--out", out)
+        assert code == 0, err
+        return {m["name"] for m in json.loads(Path(out, "weights.json").read_text())["members"]}
+
+    assert blended("blend1") == {"tiny-trial-0+epochs=1", "tiny-trial-1"}  # the only member of trial 0 there is
+    code, _, err = run_cli("cv", "--config", "best/trial-0000/config.yaml", "-q")
+    assert code == 0, err
+    assert "set" not in json.loads(Path("runs/members/tiny-trial-0/member.json").read_text())
+    assert blended("blend2") == {"tiny-trial-0", "tiny-trial-1"}
+
+
 def test_a_search_refuses_a_missing_data_directory_and_a_trial_count_below_one_and_creates_nothing(run_cli, study_file, workdir):
     code, _, err = run_cli("search", "--study", study_file, "--data", workdir / "no" / "such" / "dir", "-q")
     assert code == 2 and f"data directory {workdir / 'no' / 'such' / 'dir'} does not exist" in err

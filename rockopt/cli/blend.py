@@ -30,6 +30,8 @@ def blend(
     members_root: Annotated[Path, typer.Option("--members-root", help="Where cv members live (with --study).")] = Path("runs/members"),
 ) -> None:
     """Fit ensemble weights on the members' OOF logits; report in-sample and cross-validated macro-F1; write a submission."""
+    import re
+
     from rich.table import Table
 
     from rockopt.ensemble.blend import blend_members, test_labels, write_blend
@@ -76,7 +78,7 @@ def blend(
         run.log_params({"method": method, "used": result.method, "offsets": offsets, "members": ",".join(m.name for m in loaded)})
         metrics = {}
         for r in result.rows:
-            key = r.name.replace("/", "_")
+            key = re.sub(r"[^\w\-. :]", "_", r.name)  # what MLflow allows in a metric name
             metrics[f"oof_f1.{key}"] = r.in_sample
             metrics[f"cv_f1.{key}"] = r.cross_validated
         run.log_metrics(metrics, step=0)
