@@ -42,3 +42,9 @@ def test_a_wheel_install_runs_the_demo_with_the_studies_it_ships(tmp_path):
     )  # fmt: skip
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "1 complete" in demo.stdout and "Traceback" not in demo.stderr
+    # no ImageNet weights beside an installed package: the demo says so and trains a backbone that learns from scratch
+    assert "note: no local ImageNet weights for tf_efficientnet_lite0: the demo trains resnet10t from scratch" in demo.stderr
+    import optuna
+
+    (trial,) = optuna.load_study(study_name="quick-demo-data", storage=f"sqlite:///{user / 'studies' / 'quick-demo-data.db'}").trials
+    assert trial.user_attrs["config"]["backbone"] == "resnet10t" and trial.user_attrs["config"]["pretrained_file"] is None

@@ -127,7 +127,8 @@ def _apply_optional_files(base: dict[str, Any], spec: StudySpec, note: Callable[
     for key in spec.optional_files:
         value = base.get(key)
         if value and not Path(value).expanduser().exists():
-            note(f"{key} {value} is not there; trials run without it")
+            fix = " (--set pretrained_file=PATH for a weights file)" if key == "pretrained_file" else ""
+            note(f"{key} {value} is not there; trials run without it{fix}")
             base.pop(key)
 
 
