@@ -75,6 +75,11 @@ def test_weights_file_for_another_backbone(run_cli, demo_data, lite0):
     _one_line_error(code, err, "does not match backbone 'tf_efficientnet_lite1'", "missing")
     code, _, err = run_cli("train", "--data", demo_data, *_sets(backbone="resnet18", pretrained_file=lite0))
     _one_line_error(code, err, "resnet18", str(lite0.name))
+    # and the other way: every layer of lite0 is in lite1's file, whose extra blocks would be dropped
+    lite1 = lite0.with_name(lite0.name.replace("lite0", "lite1"))
+    code, _, err = run_cli("train", "--data", demo_data, *_sets(backbone="tf_efficientnet_lite0", pretrained_file=lite1))
+    _one_line_error(code, err, "does not match backbone 'tf_efficientnet_lite0'", "not in the model")
+    assert "Unexpected keys" not in err  # timm's one line of every key name
 
 
 def test_fold_out_of_range(run_cli, demo_data):
@@ -278,6 +283,15 @@ def test_unreadable_image_messages_name_the_file(tmp_path):
             with pytest.raises(UnreadableImage) as e:
                 decode_rgb(data, name=name)
             assert str(e.value).startswith(f"{f}: ") and "BytesIO" not in str(e.value)
+
+
+def test_one_class_is_refused_by_check_and_train(run_cli, demo_data, tmp_path):
+    root = tmp_path / "one"
+    (root / "train").mkdir(parents=True)
+    shutil.copytree(demo_data / "train" / "Basalt", root / "train" / "Basalt")
+    for cmd in (("data", "check", "--data", root, "-q"), ("train", "--data", root, *_sets())):
+        code, _, err = run_cli(*cmd)
+        _one_line_error(code, err, f"{root / 'train'}: one class folder ('Basalt'); a classifier needs at least two")
 
 
 # --- an empty class folder: a fatal problem of a data set, not "no data set" -----------------

@@ -108,6 +108,8 @@ def scan_train(root: str | Path, *, allow_empty_classes: bool = False) -> TrainS
     class_dirs = sorted(d for d in train.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{train}: no class folders (expected train/<Class>/<image>)")
+    if len(class_dirs) == 1:  # it would train, and score a perfect macro-F1 on nothing
+        raise DataError(f"{train}: one class folder ('{class_dirs[0].name}'); a classifier needs at least two")
     classes, paths, labels, sizes = [], [], [], []
     for d in class_dirs:
         # sorted as Paths compare (part by part), so 'a/x' comes before 'a-b/x' as it always did

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from difflib import get_close_matches
 from pathlib import Path
 
@@ -86,11 +87,16 @@ def _check_file_matches(model: nn.Module, file: Path, backbone: str) -> None:
     }
     missing = [k for k in expected if k not in state]
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k])]
-    if missing or wrong:
-        bad = (missing + wrong)[0]
+    # e.g. a deeper sibling's file (lite1's into lite0): every layer fits, and the extra ones are dropped
+    extra = [
+        k for k in state
+        if k not in expected and not k.endswith("num_batches_tracked") and not any(k.startswith(c + ".") for c in classifier)
+    ]  # fmt: skip
+    if missing or wrong or extra:
+        bad = (missing + wrong + extra)[0]
         raise ConfigError(
             f"weights file {file} does not match backbone '{backbone}': "
-            f"{len(missing)} tensors missing, {len(wrong)} of another shape (first: {bad})"
+            f"{len(missing)} tensors missing, {len(wrong)} of another shape, {len(extra)} not in the model (first: {bad})"
         )
 
 
@@ -117,6 +123,11 @@ def create_model(
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(file.resolve())})
     else:
         kwargs["pretrained"] = pretrained
+    # timm warns of a file's unexpected keys in one line of every key name; rockopt checks the file itself
+    builder_log = logging.getLogger("timm.models._builder")
+    level = builder_log.level
+    if pretrained_file:
+        builder_log.setLevel(logging.ERROR)
     try:
         model = timm.create_model(backbone, **kwargs)
     except RuntimeError as e:  # state-dict mismatch or unreadable checkpoint
@@ -129,6 +140,8 @@ def create_model(
             f"could not fetch pretrained weights for '{backbone}' ({type(e).__name__}); "
             "give a local file with --set pretrained_file=PATH, or --set pretrained=false"
         ) from None
+    finally:
+        builder_log.setLevel(level)
     if pretrained_file:
         _check_file_matches(model, Path(pretrained_file), backbone)
     if kwargs["pretrained"]:
