@@ -349,3 +349,24 @@ def test_ui_hands_the_store_to_mlflow_by_environment_not_argv(run_cli, monkeypat
     assert code == 0, err
     assert started["store"] == "postgresql://postgres:s3cret@127.0.0.1/mlflow"
     assert not any("s3cret" in a for a in started["args"]) and "5055" in started["args"]
+
+
+def test_hub_weights_that_cannot_be_had_fail_at_once_and_a_study_needing_them_before_it_starts(run_cli, demo_data, tmp_path, monkeypatch):
+    """Offline, the hub client retries for about a minute a trial; rockopt answers at once."""
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    code, _, err = run_cli("train", "--data", demo_data, *_sets(backbone="test_efficientnet", pretrained="true"))
+    _one_line_error(code, err, "pretrained weights for 'test_efficientnet' are not in the local caches", "pretrained_file=PATH")
+    assert time.perf_counter() - t0 < 20
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        f"data: {{path: {demo_data}, image_size: 32}}\nfixed: {{pretrained: true}}\n"
+        "space: {backbone: [test_efficientnet, test_vit], lr: {type: float, low: 0.001, high: 0.01}}\n"
+    )
+    code, _, err = run_cli("search", "--study", study, "-q")
+    _one_line_error(code, err, "'test_efficientnet', 'test_vit' are not in the local caches")
+    assert not (tmp_path / "studies").exists() or not list((tmp_path / "studies").iterdir())  # refused before anything was made
+

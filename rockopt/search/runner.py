@@ -30,6 +30,7 @@ from rockopt.search.space import baseline_params
 from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file, with_overrides
 from rockopt.tracking import Run, experiment_id, temp_dir
+from rockopt.train.model import hub_weights_problem
 from rockopt.train.checkpoints import LAST
 from rockopt.train.inference import image_reader
 
@@ -225,6 +226,26 @@ def check_request(spec: StudySpec, data: str | Path | None, n_trials: int | None
         raise ConfigError("no data set given: pass --data DIR or set data.path in the study file")
     if not Path(where).expanduser().is_dir():
         raise ConfigError(f"data directory {where} does not exist")
+    _check_hub_weights(spec)
+
+
+def _check_hub_weights(spec: StudySpec) -> None:
+    """A study whose trials all take hub weights that cannot be had here fails now, not trial by trial."""
+    base = base_settings(spec)
+    if base.get("pretrained_file") and Path(base["pretrained_file"]).expanduser().exists():
+        return
+    if "pretrained" in spec.space or not base.get("pretrained", TrainConfig.model_fields["pretrained"].default):
+        return
+    space = spec.space.get("backbone")
+    backbones = space.choices if space is not None else [base.get("backbone", TrainConfig.model_fields["backbone"].default)]
+    missing = [b for b in backbones if hub_weights_problem(str(b))]
+    if len(missing) == 1:
+        raise ConfigError(hub_weights_problem(missing[0]))
+    if missing:
+        raise ConfigError(
+            f"pretrained weights for {', '.join(map(repr, missing))} are not in the local caches and the hub cannot be reached; "
+            "put them in the hub's cache (HF_HOME), or --set pretrained=false"
+        )
 
 
 @dataclass

@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 from difflib import get_close_matches
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -69,6 +71,57 @@ def check_backbone(name: str) -> None:
     raise ConfigError(f"unknown backbone '{name}'{hint}")
 
 
+_HUB_REACHABLE: dict[str, bool] = {}  # endpoint -> answer, once a process
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _hub_reachable() -> bool:
+    """One short request (proxies as configured): the hub client would retry for about a minute."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = _hub_endpoint()
+    if endpoint not in _HUB_REACHABLE:
+        import requests
+
+        try:
+            requests.head(endpoint, timeout=5)
+            _HUB_REACHABLE[endpoint] = True
+        except requests.RequestException:
+            _HUB_REACHABLE[endpoint] = False
+    return _HUB_REACHABLE[endpoint]
+
+
+def _hub_weights_cached(backbone: str) -> bool:
+    """Whether timm would find BACKBONE's pretrained weights without the network."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    if cfg is None:
+        return True  # no weights to fetch: timm says what is wrong
+    if cfg.hf_hub_id:  # where timm looks first
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        names = (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin")
+        return any(isinstance(try_to_load_from_cache(repo, n, revision=revision or None), str) for n in names if n)
+    if cfg.url:
+        return (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(cfg.url).path).name).is_file()
+    return True
+
+
+def hub_weights_problem(backbone: str) -> str | None:
+    """Why BACKBONE's hub weights cannot be had here (not cached and the hub unreachable), or None."""
+    if ":" in backbone or _hub_weights_cached(backbone) or _hub_reachable():
+        return None
+    return (
+        f"pretrained weights for '{backbone}' are not in the local caches and the hub ({_hub_endpoint()}) cannot be reached; "
+        "give a local file with --set pretrained_file=PATH, or --set pretrained=false"
+    )
+
+
 def _check_file_matches(model: nn.Module, file: Path, backbone: str) -> None:
     """timm loads non-strictly when the classifier changes, so a file for another architecture
     would leave layers at random init without a word. Compare names and shapes ourselves."""
@@ -123,6 +176,9 @@ def create_model(
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(file.resolve())})
     else:
         kwargs["pretrained"] = pretrained
+        problem = hub_weights_problem(backbone) if pretrained else None
+        if problem:  # at once, not after the hub client's retries
+            raise ConfigError(problem)
     # timm warns of a file's unexpected keys in one line of every key name; rockopt checks the file itself
     builder_log = logging.getLogger("timm.models._builder")
     level = builder_log.level
