@@ -66,7 +66,11 @@ def client():
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     uri = tracking_uri()
-    if uri in _READY or not uri.startswith("sqlite:///"):
+    if uri in _READY:
+        return MlflowClient(uri)
+    if not uri.startswith("sqlite:///"):
+        _check_reachable(uri)
+        _READY.add(uri)
         return MlflowClient(uri)
     # two commands starting together on a new SQLite store would both create its tables
     # ("table ... already exists"): the first to take the lock creates them, the other waits
@@ -79,6 +83,32 @@ def client():
         c.search_experiments(max_results=1)  # the store (and its tables) is made on first use
     _READY.add(uri)
     return c
+
+
+def _check_reachable(uri: str) -> None:
+    """A store or server that does not answer is one line naming it (masked), at once: MLflow's
+    HTTP client would retry for minutes, and a database driver raises a page of traceback."""
+    from rockopt.errors import first_line
+
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=10)
+        except requests.RequestException as e:
+            raise ConfigError(f"cannot reach the MLflow tracking server {mask_url(uri)}: {mask_url(first_line(e))}") from None
+        return
+    if "://" not in uri or uri.startswith("file:"):
+        return  # a local folder: made on first write
+    import sqlalchemy
+
+    try:  # one try: MLflow's own engine retries for over a minute, a warning each time
+        engine = sqlalchemy.create_engine(uri)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as e:  # the driver's own errors: any of them means the store cannot be used
+        raise ConfigError(f"cannot open the MLflow store {mask_url(uri)}: {mask_url(first_line(e))}") from None
 
 
 # the MLflow 3 UI opens a model-training experiment on its runs, not on its GenAI views

@@ -370,3 +370,17 @@ def test_hub_weights_that_cannot_be_had_fail_at_once_and_a_study_needing_them_be
     _one_line_error(code, err, "'test_efficientnet', 'test_vit' are not in the local caches")
     assert not (tmp_path / "studies").exists() or not list((tmp_path / "studies").iterdir())  # refused before anything was made
 
+
+
+@pytest.mark.parametrize(
+    "uri, says",
+    [
+        ("postgresql://postgres:s3cret@127.0.0.1:1/x", "cannot open the MLflow store postgresql://postgres:***@127.0.0.1:1/x"),
+        ("http://user:s3cret@127.0.0.1:1", "cannot reach the MLflow tracking server http://user:***@127.0.0.1:1"),
+    ],
+)
+def test_an_mlflow_store_that_does_not_answer_is_one_line_at_once(run_cli, demo_data, monkeypatch, uri, says):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    code, _, err = run_cli("train", "--data", demo_data, *_sets())
+    _one_line_error(code, err, says)
+    assert "s3cret" not in err
