@@ -120,3 +120,40 @@ def next_step(*commands: str) -> None:
     reporter = Reporter(bars=False)
     for i, command in enumerate(commands):
         reporter.line(("next: " if i == 0 else "      ") + command)
+
+
+class _StampedStderr:
+    """A logging handler's stream and format, looked up when a record is written: sys.stderr
+    as it is then, a timestamp where it is not a terminal (as Reporter.line does)."""
+
+    @staticmethod
+    def handler():
+        import logging
+
+        class Handler(logging.StreamHandler):
+            @property
+            def stream(self):
+                return sys.stderr
+
+            @stream.setter
+            def stream(self, _):
+                pass
+
+            def format(self, record):
+                text = record.getMessage()
+                return text if is_terminal(sys.stderr) else time.strftime("%Y-%m-%d %H:%M:%S ") + text
+
+        return Handler()
+
+
+def log_to_stderr() -> None:
+    """rockopt's warnings (e.g. an unreadable image a loader worker skips) on stderr, stamped
+    like the event lines; loader workers forked later inherit it."""
+    import logging
+
+    logger = logging.getLogger("rockopt")
+    if logger.handlers:
+        return
+    logger.addHandler(_StampedStderr.handler())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False

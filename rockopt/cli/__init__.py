@@ -91,6 +91,9 @@ def expand_sets(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point. A RockoptError becomes one line on stderr and exit code 2 (ROCKOPT_DEBUG=1 shows the traceback)."""
+    from rockopt.report import log_to_stderr
+
+    log_to_stderr()
     try:
         app(args=expand_sets(sys.argv[1:] if argv is None else list(argv)), prog_name="rockopt")
     except RockoptError as e:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from rockopt.data.images import decode_rgb
+from rockopt.report import is_terminal
 from rockopt.data.layout import find_images, read_test_csv
 from rockopt.errors import DataError, UnreadableImage
 from rockopt.outputs import ensure_dir
@@ -233,7 +235,7 @@ def _run_jobs(jobs, workers: int | None, progress: bool, on_shard, *, total: int
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     columns = (TextColumn("[bold]caching images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True, disable=not progress) as bar:
+    with Progress(*columns, transient=True, disable=not (progress and is_terminal(sys.stderr))) as bar:
         task = bar.add_task("", total=total, completed=done)
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:

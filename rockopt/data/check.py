@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rockopt.data.images import _DECODE_ERRORS, _reason
+from rockopt.report import is_terminal
 from rockopt.data.layout import IMAGE_SUFFIXES, TrainSet, read_test_csv, resolve_test_path, scan_train
 
 
@@ -72,7 +74,7 @@ def _inspect_all(paths: list[str], workers: int, progress: bool, label: str) -> 
     from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar:
+    with Progress(console=Console(stderr=True), transient=True, disable=not (progress and is_terminal(sys.stderr))) as bar:
         task = bar.add_task(label, total=len(paths))
         out = []
         if workers <= 1:

@@ -67,7 +67,9 @@ class ImageDataset(Dataset):
                 images.append(self.load(int(i)))
                 kept.append(int(i))
             except UnreadableImage as e:
-                log.warning("skipping unreadable image %s", e)
+                if e.path not in _REPORTED:  # once a process, not every epoch
+                    _REPORTED.add(e.path)
+                    log.warning("skipping unreadable image %s", e)
                 skipped.append(int(i))
         if images and out is not None and write_chunk(out, images):
             x = None
@@ -84,6 +86,9 @@ class ImageDataset(Dataset):
             "index": np.asarray(kept, dtype=np.int64),
             "skipped": np.asarray(skipped, dtype=np.int64),
         }
+
+
+_REPORTED: set[str] = set()  # unreadable images this process has warned of
 
 
 def as_is(chunk: dict) -> dict:

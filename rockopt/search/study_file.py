@@ -158,7 +158,10 @@ def find_study_file(name: str | Path) -> Path:
 def load_study_file(name: str | Path) -> tuple[StudySpec, Path]:
     """Read and validate a study file."""
     path = find_study_file(name)
-    raw = _paths_relative_to(read_yaml(path), path.parent)
+    doc = read_yaml(path)
+    if not doc:
+        raise ConfigError(f"{path}: an empty study file; a study names at least what it searches (space:)")
+    raw = _paths_relative_to(doc, path.parent)
     try:
         spec = StudySpec(**raw)
     except ValidationError as e:
