@@ -41,7 +41,7 @@ def _raise(signum: int, frame) -> None:
 
 
 def install() -> None:
-    """SIGTERM raises KeyboardInterrupt (in the main thread; Ctrl-C already does)."""
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt, and are remembered (main thread only)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise)
         signal.signal(signal.SIGINT, _raise)
@@ -49,9 +49,9 @@ def install() -> None:
 
 @contextmanager
 def remembered() -> Iterator[Callable[[], bool]]:
-    """Stopping signals raise KeyboardInterrupt inside; yields "was one received since?". Some imports swallow a KeyboardInterrupt
-    raised inside them (torch's first lazy import of triton does): a loop that asks this at
-    each step stops anyway."""
+    """Stopping signals raise KeyboardInterrupt inside; yields "was one received since?".
+    Some imports swallow a KeyboardInterrupt raised inside them (torch's first lazy import of
+    triton does): a loop that asks this at each step stops anyway."""
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, _raise) for sig in STOPPING}

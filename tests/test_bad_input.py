@@ -166,7 +166,7 @@ def test_storage_path_unwritable(run_cli, demo_data, tmp_path, unwritable, kind)
     import yaml
 
     study = tmp_path / "tiny.yaml"
-    study.write_text(yaml.safe_dump({"budget": {"n_trials": 1, "max_epochs": 1}, "fixed": {"backbone": "test_efficientnet"}}))
+    study.write_text(yaml.safe_dump({"budget": {"n_trials": 1, "max_epochs": 1}, "fixed": {"backbone": "test_efficientnet", "pretrained": False}}))
     url = f"sqlite:///{unwritable / 'x.db'}" if kind == "sqlite" else str(unwritable / "x.journal")
     code, out, err = run_cli("search", "--study", study, "--data", demo_data, "--storage", url, "-q")
     _one_line_error(code, err, "storage", str(unwritable), "cannot write there")

@@ -102,7 +102,7 @@ def test_study_members_names_the_missing_trial_and_the_command(tmp_path):
         d.mkdir()
         (d / "member.json").write_text(json.dumps({"study": "quick", "trial": trial}))
     assert study_members("quick", [7, 3], tmp_path) == [tmp_path / "quick-trial-7", tmp_path / "quick-trial-3"]
-    with pytest.raises(RockoptError, match=r"no cv member for trial 5 of study 'quick'.*rockopt cv --config out/trial-0005/config.yaml"):
+    with pytest.raises(RockoptError, match=r"no cv member for trial 5 of study 'quick'.*rockopt cv --config best/trial-0005/config.yaml"):
         study_members("quick", [3, 5], tmp_path)
 
 
