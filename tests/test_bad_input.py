@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -384,3 +386,22 @@ def test_an_mlflow_store_that_does_not_answer_is_one_line_at_once(run_cli, demo_
     code, _, err = run_cli("train", "--data", demo_data, *_sets())
     _one_line_error(code, err, says)
     assert "s3cret" not in err
+
+
+def test_a_reader_that_went_away_ends_rockopt_by_sigpipe_not_a_failure_code(demo_data, tmp_path):
+    """`rockopt ... | head -1`: exit 1 would read as `data check`'s "fatal problems found"."""
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for args in (["--help"], ["data", "check", "--data", str(demo_data), "--workers", "1"]):
+        p = subprocess.Popen([sys.executable, "-m", "rockopt", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        p.stdout.close()  # before it writes a word
+        assert p.wait(timeout=120) == -signal.SIGPIPE, args
+    root = tmp_path / "d"
+    shutil.copytree(demo_data, root)
+    (root / "train" / "Empty").mkdir()
+    with open(os.devnull, "w") as null:  # a real exit code, written to /dev/null, stays what it is
+        p = subprocess.run([sys.executable, "-m", "rockopt", "data", "check", "--data", str(root), "--workers", "1"], stdout=null, env=env)
+    assert p.returncode == 1

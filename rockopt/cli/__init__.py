@@ -111,14 +111,41 @@ def run() -> None:
     (one landing in code a library builds with exec() already does it). SIGTERM stops a command
     as Ctrl-C does (rockopt.stopping), and it then ends killed by SIGTERM."""
     stopping.install()
+    devnull = _on_devnull()
     try:
         main()
     except SystemExit as e:
+        if e.code == 1 and _reader_gone(devnull):
+            # `rockopt best | head -1`: end as any Unix program whose reader went away, by
+            # SIGPIPE (141 in a shell), not with an exit code that means a failed command
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
         if e.code != 130 and stopping.received() is None:
             raise
         _end_by_signal()
     except KeyboardInterrupt:
         _end_by_signal()
+
+
+def _on_devnull() -> set[int]:
+    """Which of stdout and stderr write to /dev/null."""
+    null = os.stat(os.devnull)
+    out = set()
+    for fd in (1, 2):
+        try:
+            if os.path.samestat(os.fstat(fd), null):
+                out.add(fd)
+        except OSError:
+            pass
+    return out
+
+
+def _reader_gone(at_start: set[int]) -> bool:
+    """Whether a write found its pipe closed (EPIPE). Rich and rockopt's own output then point
+    the stream at /dev/null (and exit 1 for rich); typer and click wrap the streams in a
+    PacifyFlushWrapper (by name: click 8.5 renamed the class, typer uses the old name)."""
+    wrapped = any(type(s).__name__.lstrip("_") == "PacifyFlushWrapper" for s in (sys.stdout, sys.stderr))
+    return wrapped or bool(_on_devnull() - at_start)
 
 
 def _end_by_signal() -> None:
