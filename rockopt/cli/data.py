@@ -20,9 +20,8 @@ def check(
 ) -> None:
     """Validate the layout, count images per class, list unreadable files and label conflicts.
 
-    Exit code 0: usable; 1: fatal problems found (a class folder that is empty or has no
-    readable image, missing test files, a mismatched template); 2: not a data set at all.
-    """
+    Exit code 0: usable; 1: fatal problems found (a class folder that is empty or has no readable image, missing test files, a mismatched template); 2: not a data set at all.
+    """  # help text: typer keeps a paragraph's source line breaks, so each is one line
     import os
 
     from rich.table import Table
@@ -80,9 +79,8 @@ def cache(
 ) -> None:
     """Decode every training and test image once into a memory-mapped cache at SIZE px.
 
-    `train`, `search`, `cv` and `predict` then read the cache instead of the files (settings
-    `cache`, `cache_size`). Interrupted builds resume; a changed data set gets a new cache.
-    """
+    `train`, `search`, `cv` and `predict` then read the cache instead of the files (settings `cache`, `cache_size`). Interrupted builds resume; a changed data set gets a new cache.
+    """  # one line a paragraph, as above
     from rockopt.data.cache import build_cache
     from rockopt.data.layout import scan_train
 
