@@ -411,6 +411,16 @@ def test_two_searches_started_together_on_a_fresh_directory_both_finish_with_the
         audit(children[f"trial-{t.number}"], {"epochs": 1}, t)
 
 
+def test_a_dead_worker_s_trial_found_by_two_searches_at_once_is_queued_again_once(tmp_path):
+    from rockopt.search.doctor import fail_and_queue_again
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    for _ in range(2):  # each search read it RUNNING; the second fails it after the first did
+        fail_and_queue_again(study, [trial.number], "its worker died")
+    assert [(t.state.name, t.user_attrs) for t in study.trials] == [("FAIL", {"error": "its worker died"}), ("WAITING", {})]
+
+
 def test_a_worker_killed_by_a_signal_fails_the_launcher_by_name_and_leaves_nothing_running(study_file, workdir):
     doc = yaml.safe_load(study_file.read_text())
     doc["budget"]["max_epochs"] = 1

@@ -112,13 +112,17 @@ def repair_gone_local_workers(study: optuna.Study) -> Diagnosis:
     return d
 
 
-def fail_and_queue_again(study: optuna.Study, numbers: list[int], reason: str, max_retry: int | None = 1) -> None:
-    """Mark the trials FAIL (those not yet), saying why, and queue each one's parameters again:
-    `max_retry` times at most for a trial and its retries (None: always)."""
-    retry = retry_failed(max_retry)
+def fail_and_queue_again(study: optuna.Study, numbers: list[int], reason: str) -> None:
+    """Mark the RUNNING trials FAIL, saying why, and queue each one's parameters again, once for
+    a trial and its retries. A trial that is no longer RUNNING is left alone: another process
+    (two searches starting together find the same dead worker's trial) failed and queued it."""
+    retry = retry_failed(max_retry=1)
     for n in numbers:
-        trial = study.trials[n]
-        if trial.state != TrialState.FAIL:
-            optuna.Trial(study, trial._trial_id).set_user_attr("error", reason)
+        try:
+            if study.trials[n].state != TrialState.RUNNING:
+                continue
+            optuna.Trial(study, study.trials[n]._trial_id).set_user_attr("error", reason)
             study.tell(n, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):  # "cannot tell a FAIL trial"
+            continue
         retry(study, study.trials[n])

@@ -23,11 +23,11 @@ from rockopt.tracked_run import check_fold, prepare_data
 from rockopt.outputs import ensure_dir
 from rockopt.report import Reporter, params_text, short
 from rockopt.search import factories
-from rockopt.search.doctor import fail_and_queue_again, repair_gone_local_workers
+from rockopt.search.doctor import repair_gone_local_workers
 from rockopt.search.locks import study_lock
-from rockopt.search.objective import INTERRUPTED, Objective
+from rockopt.search.objective import Objective
 from rockopt.search.space import baseline_params
-from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, storage_kind
+from rockopt.search.storage import STUDIES_DIR, describe_storage, open_storage, resolve_storage, retry_failed, storage_kind
 from rockopt.search.study_file import StudySpec, base_settings, load_study_file, with_overrides
 from rockopt.tracking import Run, experiment_id, temp_dir
 from rockopt.train.model import hub_weights_problem
@@ -424,8 +424,8 @@ def run_search(
                 )
             except KeyboardInterrupt:
                 interrupted = True
-        if objective.interrupted is not None:  # queued again, to go on from its last epoch next time
-            fail_and_queue_again(optuna_study, [objective.interrupted], INTERRUPTED, max_retry=None)
+        if objective.interrupted is not None:  # Optuna failed it: queued again (every time), to go on from its last epoch
+            retry_failed(max_retry=None)(optuna_study, optuna_study.trials[objective.interrupted])
         counts = _counts(optuna_study)
         best = _best(optuna_study)
         summary = {f"n_{k.lower()}": v for k, v in counts.items()}
