@@ -8,6 +8,7 @@ log shows every trial and every epoch as it happens. A reader that went away (`|
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -94,9 +95,7 @@ class Reporter:
             except BrokenPipeError:
                 _drop_output(sys.stderr)
             return
-        if not self.terminal:
-            text = time.strftime("%Y-%m-%d %H:%M:%S ") + text
-        safe_print(text, err=True)
+        safe_print(stamped(text), err=True)
 
     def bar(self):
         """What the training loop takes as `progress`: the shared display, or False for none."""
@@ -122,38 +121,24 @@ def next_step(*commands: str) -> None:
         reporter.line(("next: " if i == 0 else "      ") + command)
 
 
-class _StampedStderr:
-    """A logging handler's stream and format, looked up when a record is written: sys.stderr
-    as it is then, a timestamp where it is not a terminal (as Reporter.line does)."""
+def stamped(text: str) -> str:
+    """TEXT, after the time where stderr is not a terminal (a log file, `| tee`)."""
+    return text if is_terminal(sys.stderr) else time.strftime("%Y-%m-%d %H:%M:%S ") + text
 
-    @staticmethod
-    def handler():
-        import logging
 
-        class Handler(logging.StreamHandler):
-            @property
-            def stream(self):
-                return sys.stderr
+class _StderrLog(logging.Handler):
+    """Log records as event lines: to sys.stderr as it is when written, stamped as they are."""
 
-            @stream.setter
-            def stream(self, _):
-                pass
-
-            def format(self, record):
-                text = record.getMessage()
-                return text if is_terminal(sys.stderr) else time.strftime("%Y-%m-%d %H:%M:%S ") + text
-
-        return Handler()
+    def emit(self, record: logging.LogRecord) -> None:
+        safe_print(stamped(self.format(record)), err=True)
 
 
 def log_to_stderr() -> None:
     """rockopt's warnings (e.g. an unreadable image a loader worker skips) on stderr, stamped
     like the event lines; loader workers forked later inherit it."""
-    import logging
-
     logger = logging.getLogger("rockopt")
     if logger.handlers:
         return
-    logger.addHandler(_StampedStderr.handler())
+    logger.addHandler(_StderrLog())
     logger.setLevel(logging.WARNING)
     logger.propagate = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,20 +23,18 @@ STOPPING = (signal.SIGINT, signal.SIGTERM)
 # what it gets to its workers: a worker may get one stop twice at once, and the second must not
 # break the clean-up the first started; a signal later than this is a new request, and raises
 SAME_STOP_S = 1.0
-_received: list[int] = []  # stopping signals this process got, in order
-_first_at: list[float] = []  # when the first one came
+_received: list[tuple[int, float]] = []  # (signal, monotonic time) of each stopping signal, in order
 
 
 def received() -> int | None:
     """The first stopping signal this process got, or None."""
-    return _received[0] if _received else None
+    return _received[0][0] if _received else None
 
 
 def _raise(signum: int, frame) -> None:
     now = time.monotonic()
-    repeated = bool(_received) and now - _first_at[0] < SAME_STOP_S
-    _received.append(signum)
-    _first_at[:] = _first_at or [now]
+    repeated = bool(_received) and now - _received[0][1] < SAME_STOP_S
+    _received.append((signum, now))
     if not repeated:
         raise KeyboardInterrupt
 
@@ -43,8 +42,8 @@ def _raise(signum: int, frame) -> None:
 def install() -> None:
     """Ctrl-C and SIGTERM raise KeyboardInterrupt, and are remembered (main thread only)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise)
-        signal.signal(signal.SIGINT, _raise)
+        for sig in STOPPING:
+            signal.signal(sig, _raise)
 
 
 @contextmanager
@@ -63,10 +62,13 @@ def remembered() -> Iterator[Callable[[], bool]]:
             signal.signal(sig, handler)
 
 
-def die_of_signal() -> None:
-    """End this process by the stopping signal it got (after cleanup), as an uncaught one would."""
-    sig = received()
-    if sig is None:
-        return
+def die_by(sig: int) -> None:
+    """End this process by SIG, as an uncaught one would (its default action), after writing out
+    what stdout and stderr still hold (a reader that went away loses it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
     signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)

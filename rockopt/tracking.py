@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import rockopt
-from rockopt.errors import ConfigError
+from rockopt.errors import ConfigError, first_line
 
 DEFAULT_DIR = Path("mlruns")
 _MAX_PARAM = 6000  # MLflow's limit on a param value
@@ -88,8 +88,6 @@ def client():
 def _check_reachable(uri: str) -> None:
     """A store or server that does not answer is one line naming it (masked), at once: MLflow's
     HTTP client would retry for minutes, and a database driver raises a page of traceback."""
-    from rockopt.errors import first_line
-
     if uri.startswith(("http://", "https://")):
         import requests
 

@@ -118,8 +118,7 @@ def run() -> None:
         if e.code == 1 and _reader_gone(devnull):
             # `rockopt best | head -1`: end as any Unix program whose reader went away, by
             # SIGPIPE (141 in a shell), not with an exit code that means a failed command
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGPIPE)
+            stopping.die_by(signal.SIGPIPE)
         if e.code != 130 and stopping.received() is None:
             raise
         _end_by_signal()
@@ -149,10 +148,8 @@ def _reader_gone(at_start: set[int]) -> bool:
 
 
 def _end_by_signal() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
     if stopping.received() == signal.SIGTERM:
-        stopping.die_of_signal()
+        stopping.die_by(signal.SIGTERM)
     sys.excepthook = _no_traceback_for_ctrl_c
     raise KeyboardInterrupt from None
 

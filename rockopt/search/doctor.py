@@ -93,12 +93,18 @@ def repair(d: Diagnosis) -> None:
     for run_id, _, why in d.stuck_runs:
         tags = mlflow.get_run(run_id).data.tags
         mlflow.set_tag(run_id, "rockopt.repaired", f"doctor: {why}")
-        if "trial_number" in tags:
-            state = states.get(int(tags["trial_number"]), "FAIL")
-            mlflow.set_tag(run_id, "trial_state", state)
-            if state == "FAIL" and "rockopt.error" not in tags:
-                mlflow.set_tag(run_id, "rockopt.error", f"ended by repair: {why}")
-        mlflow.set_terminated(run_id, status="KILLED")
+        state = states.get(int(tags["trial_number"]), "FAIL") if "trial_number" in tags else None
+        end_left_running(mlflow, run_id, tags, state, f"ended by repair: {why}")
+
+
+def end_left_running(mlflow, run_id: str, tags: dict[str, str], trial_state: str | None, error: str) -> None:
+    """End KILLED a run that a dead worker left RUNNING; a trial's run says its trial's state
+    (`trial_state`) and, when it failed, why (`rockopt.error`, unless the run said it already)."""
+    if trial_state is not None:
+        mlflow.set_tag(run_id, "trial_state", trial_state)
+        if trial_state == "FAIL" and "rockopt.error" not in tags:
+            mlflow.set_tag(run_id, "rockopt.error", error)
+    mlflow.set_terminated(run_id, status="KILLED")
 
 
 def repair_gone_local_workers(study: optuna.Study) -> Diagnosis:
@@ -116,13 +122,17 @@ def fail_and_queue_again(study: optuna.Study, numbers: list[int], reason: str) -
     """Mark the RUNNING trials FAIL, saying why, and queue each one's parameters again, once for
     a trial and its retries. A trial that is no longer RUNNING is left alone: another process
     (two searches starting together find the same dead worker's trial) failed and queued it."""
+    if not numbers:
+        return
     retry = retry_failed(max_retry=1)
+    trials = study.get_trials(deepcopy=False)  # read once: each `study.trials` reads them all
     for n in numbers:
+        trial = trials[n]
         try:
-            if study.trials[n].state != TrialState.RUNNING:
+            if trial.state != TrialState.RUNNING:
                 continue
-            optuna.Trial(study, study.trials[n]._trial_id).set_user_attr("error", reason)
+            optuna.Trial(study, trial._trial_id).set_user_attr("error", reason)
             study.tell(n, state=TrialState.FAIL)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):  # "cannot tell a FAIL trial"
             continue
-        retry(study, study.trials[n])
+        retry(study, trial)  # what it queues (parameters, request attributes) the tell did not change

@@ -27,6 +27,7 @@ from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
 from rockopt.tracked_run import run_tags, train_in_run
 from rockopt.report import Reporter, duration, params_text
+from rockopt.search.doctor import end_left_running
 from rockopt.search.space import suggest
 from rockopt.search.study_file import StudySpec
 from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, client, error_text
@@ -193,13 +194,11 @@ def end_run_of(failed: optuna.trial.FrozenTrial) -> None:
 
     mlflow = client()
     try:
-        status = mlflow.get_run(run_id).info.status
+        run = mlflow.get_run(run_id)
     except MlflowException:  # another store, or deleted
         return
-    if status == "RUNNING":
-        mlflow.set_tag(run_id, "trial_state", "FAIL")
-        mlflow.set_tag(run_id, "rockopt.error", f"its worker died ({failed.user_attrs.get('worker', '?')})")
-        mlflow.set_terminated(run_id, status="KILLED")
+    if run.info.status == "RUNNING":
+        end_left_running(mlflow, run_id, run.data.tags, "FAIL", f"its worker died ({failed.user_attrs.get('worker', '?')})")
 
 
 def run_has_params(run: Run) -> bool:

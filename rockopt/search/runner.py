@@ -238,12 +238,12 @@ def _check_hub_weights(spec: StudySpec) -> None:
         return
     space = spec.space.get("backbone")
     backbones = space.choices if space is not None else [base.get("backbone", TrainConfig.model_fields["backbone"].default)]
-    missing = [b for b in backbones if hub_weights_problem(str(b))]
-    if len(missing) == 1:
-        raise ConfigError(hub_weights_problem(missing[0]))
-    if missing:
+    problems = {str(b): problem for b in backbones if (problem := hub_weights_problem(str(b)))}
+    if len(problems) == 1:
+        raise ConfigError(next(iter(problems.values())))
+    if problems:
         raise ConfigError(
-            f"pretrained weights for {', '.join(map(repr, missing))} are not in the local caches and the hub cannot be reached; "
+            f"pretrained weights for {', '.join(map(repr, problems))} are not in the local caches and the hub cannot be reached; "
             "put them in the hub's cache (HF_HOME), or --set pretrained=false"
         )
 
