@@ -13,7 +13,8 @@ from rockopt.data.layout import read_test_csv, resolve_test_path
 from rockopt.data.transforms import build_eval_transform
 from rockopt.errors import DataError, RockoptError
 from rockopt.train.checkpoints import load_checkpoint
-from rockopt.train.inference import Normalize, eval_loader, image_reader, logits_by_chunk, resolve_device, resolve_workers
+from rockopt.data.readers import image_reader
+from rockopt.train.inference import Normalize, eval_loader, logits_by_chunk, resolve_device, resolve_workers
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.precision import Precision
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_a_wheel_install_runs_the_demo_with_the_studies_it_ships(tmp_path):
     src = tmp_path / "src"  # a build writes build/ beside the sources: not into the checkout
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".*", "build", "dist", "runs", "mlruns", "*.egg-info", "__pycache__", "studies"))
-    shutil.copytree(REPO / "rockopt" / "studies", src / "rockopt" / "studies")
+    shutil.copytree(REPO / "studies", src / "studies", ignore=shutil.ignore_patterns("*.db", "*.journal", "*.csv", "*.log", "*.lock", "__pycache__"))
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "--no-index", "-w", str(wheels)], check=True)

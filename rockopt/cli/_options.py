@@ -14,6 +14,12 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a setting: --set key=value (repeatable; more key=value may follow)."),
 ]
 ExtraSets = Annotated[list[str] | None, typer.Argument(help="More key=value settings.", show_default=False)]
+StudyOpt = Annotated[str, typer.Option("--study", help="Study name (studies/NAME.yaml) or a study file path.")]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option("--storage", envvar="ROCKOPT_STORAGE", show_envvar=True, help="Optuna storage URL (default: sqlite:///studies/NAME.db)."),
+]
+StudyNameOpt = Annotated[str | None, typer.Option("--study-name", help="Name in the storage (default: the file's name).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Tta = Literal["none", "flip", "d4"]  # the names of transforms.TTA_SETS (a test ties them)
 TtaOpt = Annotated[Tta, typer.Option("--tta", help="Test-time augmentation: the mean of the model over these views.")]

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from rockopt.cli._options import DataOpt, console
+from rockopt.ensemble.members import MEMBERS_ROOT
 
 BlendMethod = Literal["auto", "mean", "greedy", "weights"]  # "auto" and the names of ensemble.methods.METHODS
 
@@ -27,7 +28,7 @@ def blend(
     storage: Annotated[
         str | None, typer.Option("--storage", envvar="ROCKOPT_STORAGE", show_envvar=True, help="Optuna storage of the study (with --study).")
     ] = None,
-    members_root: Annotated[Path, typer.Option("--members-root", help="Where cv members live (with --study).")] = Path("runs/members"),
+    members_root: Annotated[Path, typer.Option("--members-root", help="Where cv members live (with --study).")] = MEMBERS_ROOT,
 ) -> None:
     """Fit ensemble weights on the members' OOF logits; report in-sample and cross-validated macro-F1; write a submission."""
     import re

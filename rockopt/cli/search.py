@@ -7,14 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from rockopt.cli._options import DataOpt, ExtraSets, QuietOpt, SetOpt, console
+from rockopt.cli._options import DataOpt, ExtraSets, QuietOpt, SetOpt, StorageOpt, StudyNameOpt, StudyOpt, console
 
-StudyOpt = Annotated[str, typer.Option("--study", help="Study name (studies/NAME.yaml) or a study file path.")]
-StorageOpt = Annotated[
-    str | None,
-    typer.Option("--storage", envvar="ROCKOPT_STORAGE", show_envvar=True, help="Optuna storage URL (default: sqlite:///studies/NAME.db)."),
-]
-StudyNameOpt = Annotated[str | None, typer.Option("--study-name", help="Name in the storage (default: the file's name).")]
 
 
 def search(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rockopt.config import TrainConfig
 from rockopt.data.cache import ImageCache, build_cache, cached_sizes, open_cache
 from rockopt.data.images import decode_rgb
 
@@ -113,3 +114,10 @@ def _rels(paths: Sequence[str], data_root: str | Path) -> list[str]:
         # under the root, relpath is the tail of the normalised path: a slice instead of ~35 us of relpath + Path
         out.append(a[len(under):] if a.startswith(under) else Path(os.path.relpath(a, root)).as_posix())
     return out
+
+
+def image_reader(cfg: TrainConfig, paths: list[str], data_root: str, progress: bool = False):
+    """The files or the image cache, as the config's `cache`, `cache_size` and `cache_dir` say."""
+    return open_reader(
+        paths, data_root, mode=cfg.cache, size=cfg.cache_size, image_size=cfg.image_size, cache_dir=cfg.cache_dir, progress=progress
+    )

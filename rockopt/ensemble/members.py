@@ -10,6 +10,8 @@ import numpy as np
 
 from rockopt.errors import RockoptError
 
+MEMBERS_ROOT = Path("runs/members")  # where `cv` writes members by default (out_dir runs)
+
 
 @dataclass
 class Member:
@@ -69,7 +71,7 @@ def check_compatible(members: list[Member]) -> None:
             raise RockoptError(f"member {m.dir} has other test rows than {ref.dir}")
 
 
-def study_members(study: str, trials: list[int], root: str | Path = "runs/members") -> list[Path]:
+def study_members(study: str, trials: list[int], root: str | Path = MEMBERS_ROOT) -> list[Path]:
     """The member directories `cv` made for these trials of STUDY; names any missing one and how to make it."""
     found: dict[int, Path] = {}
     # a member of the trial's own recipe before one that cv trained with --set changes

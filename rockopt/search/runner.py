@@ -32,7 +32,7 @@ from rockopt.search.study_file import StudySpec, base_settings, load_study_file,
 from rockopt.tracking import Run, experiment_id, temp_dir
 from rockopt.train.model import hub_weights_problem
 from rockopt.train.checkpoints import LAST
-from rockopt.train.inference import image_reader
+from rockopt.data.readers import image_reader
 
 log = logging.getLogger(__name__)
 

@@ -137,7 +137,12 @@ class StudySpec(_Strict):
         return hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-SHIPPED = Path(__file__).resolve().parent.parent / "studies"  # package data: quick, cpu, hnm, balanced, backbones
+def shipped_studies() -> Path:
+    """The study files rockopt ships (quick, cpu, hnm, balanced, backbones): the repository's
+    studies/, installed as the package rockopt.studies."""
+    from importlib.resources import files
+
+    return Path(str(files("rockopt.studies")))
 
 
 def find_study_file(name: str | Path) -> Path:
@@ -147,7 +152,7 @@ def find_study_file(name: str | Path) -> Path:
         if not p.is_file():
             raise ConfigError(f"study file not found: {p}")
         return p
-    candidates = [Path("studies") / f"{name}.yaml", SHIPPED / f"{name}.yaml"]
+    candidates = [Path("studies") / f"{name}.yaml", shipped_studies() / f"{name}.yaml"]
     for c in candidates:
         if c.is_file():
             return c

@@ -30,7 +30,8 @@ from rockopt.metrics import f1_per_class
 from rockopt.report import progress_display
 from rockopt.train.checkpoints import LAST, check_resumable, rng_state, save, set_rng_state
 from rockopt.train.handover import LossHandover
-from rockopt.train.inference import Evaluation, Normalize, eval_loader, evaluate, image_reader, resolve_device, resolve_workers
+from rockopt.data.readers import image_reader
+from rockopt.train.inference import Evaluation, Normalize, eval_loader, evaluate, resolve_device, resolve_workers
 from rockopt.train.losses import make_loss
 from rockopt.train.model import create_model, normalization, to_device
 from rockopt.train.optim import create_optimizer, create_schedule

@@ -14,9 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from rockopt.config import TrainConfig
 from rockopt.data.dataset import ImageDataset, seed_worker
-from rockopt.data.readers import open_reader
 from rockopt.data.transforms import tta_views
 from rockopt.errors import ConfigError, RockoptError
 from rockopt.train.metrics import confusion_matrix
@@ -41,13 +39,6 @@ def resolve_workers(n: int | None) -> int:
         return n
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(16, cores - 1))
-
-
-def image_reader(cfg: TrainConfig, paths: list[str], data_root: str, progress: bool = False):
-    """The files or the image cache, as the config's `cache`, `cache_size` and `cache_dir` say."""
-    return open_reader(
-        paths, data_root, mode=cfg.cache, size=cfg.cache_size, image_size=cfg.image_size, cache_dir=cfg.cache_dir, progress=progress
-    )
 
 
 def eval_loader(ds: ImageDataset, batch_size: int, workers: int, device: torch.device, persistent: bool = False) -> DataLoader:

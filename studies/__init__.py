@@ -1,0 +1,1 @@
+"""The study files rockopt ships, installed as the package `rockopt.studies` (see pyproject.toml)."""
