@@ -244,6 +244,16 @@ class Run:
             self.end("FAILED")
 
 
+def end_left_running(mlflow, run_id: str, tags: dict[str, str], trial_state: str | None, error: str) -> None:
+    """End KILLED a run that a dead worker left RUNNING; a trial's run says its trial's state
+    (`trial_state`) and, when it failed, why (`rockopt.error`, unless the run said it already)."""
+    if trial_state is not None:
+        mlflow.set_tag(run_id, "trial_state", trial_state)
+        if trial_state == "FAIL" and "rockopt.error" not in tags:
+            mlflow.set_tag(run_id, "rockopt.error", error)
+    mlflow.set_terminated(run_id, status="KILLED")
+
+
 def confusion_png(cm: np.ndarray, classes: Iterable[str], path: Path, title: str = "") -> Path:
     """A confusion-matrix heat map (rows: true class), counts in the cells."""
     import matplotlib

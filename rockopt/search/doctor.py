@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from rockopt.search.storage import retry_failed
-from rockopt.tracking import client
+from rockopt.tracking import client, end_left_running
 
 
 @dataclass
@@ -95,16 +95,6 @@ def repair(d: Diagnosis) -> None:
         mlflow.set_tag(run_id, "rockopt.repaired", f"doctor: {why}")
         state = states.get(int(tags["trial_number"]), "FAIL") if "trial_number" in tags else None
         end_left_running(mlflow, run_id, tags, state, f"ended by repair: {why}")
-
-
-def end_left_running(mlflow, run_id: str, tags: dict[str, str], trial_state: str | None, error: str) -> None:
-    """End KILLED a run that a dead worker left RUNNING; a trial's run says its trial's state
-    (`trial_state`) and, when it failed, why (`rockopt.error`, unless the run said it already)."""
-    if trial_state is not None:
-        mlflow.set_tag(run_id, "trial_state", trial_state)
-        if trial_state == "FAIL" and "rockopt.error" not in tags:
-            mlflow.set_tag(run_id, "rockopt.error", error)
-    mlflow.set_terminated(run_id, status="KILLED")
 
 
 def repair_gone_local_workers(study: optuna.Study) -> Diagnosis:

@@ -27,10 +27,9 @@ from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
 from rockopt.tracked_run import run_tags, train_in_run
 from rockopt.report import Reporter, duration, params_text
-from rockopt.search.doctor import end_left_running
 from rockopt.search.space import suggest
 from rockopt.search.study_file import StudySpec
-from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, client, error_text
+from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, client, error_text, end_left_running
 from rockopt.train.checkpoints import LAST, load_state
 
 
