@@ -255,7 +255,7 @@ def _prepare_assembly(s: Scale) -> None:
 
 
 def _assemble(s: Scale, m: int = 0) -> None:
-    from rockopt.cv import assemble_member
+    from rockopt.ensemble.members import assemble_member
 
     assemble_member(_member_dir(s, m), s.state["trainset"], s.state["folds"], "none", s.state["test_ids"], {}, "bench")
     s.state.setdefault("assembled", set()).add(m)

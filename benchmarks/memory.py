@@ -76,7 +76,7 @@ def main() -> None:
     sampler = Sampler()
     sampler.start()
     t0 = time.time()
-    run_search(study_file, n_trials=a.n_trials, storage=storage, study_name=name, progress=False, out_dir=work)
+    run_search(study_file, n_trials=a.n_trials, storage=storage, study_name=name, progress=False, overrides={"out_dir": str(work)})
     sampler.stop.set()
     sampler.join()
     trials = optuna.load_study(study_name=name, storage=storage).trials

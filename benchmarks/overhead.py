@@ -60,7 +60,7 @@ def as_trial(data: Path, work: Path, k: int) -> tuple[float, float]:
     storage = f"sqlite:///{work / 'studies.db'}"
     name = f"overhead-{time.strftime('%H%M%S')}-{k}"
     t0 = time.perf_counter()
-    run_search(study_file, n_trials=1, storage=storage, study_name=name, progress=True, out_dir=work)
+    run_search(study_file, n_trials=1, storage=storage, study_name=name, progress=True, overrides={"out_dir": str(work)})
     total = time.perf_counter() - t0
     t = optuna.load_study(study_name=name, storage=storage).trials[0]
     return total, (t.datetime_complete - t.datetime_start).total_seconds()

@@ -56,7 +56,7 @@ def main() -> None:
         study_file = _variant(a.study.resolve(), pruner, work / f"{name}.yaml")
         storage = f"sqlite:///{work / 'studies.db'}"
         t0 = time.perf_counter()
-        run_search(study_file, data=a.data, n_trials=a.n_trials, storage=storage, study_name=name, progress=False, out_dir=work)
+        run_search(study_file, data=a.data, n_trials=a.n_trials, storage=storage, study_name=name, progress=False, overrides={"out_dir": str(work)})
         seconds = time.perf_counter() - t0
         study = optuna.load_study(study_name=name, storage=storage)
         trials = study.get_trials(deepcopy=False)

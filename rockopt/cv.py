@@ -1,33 +1,37 @@
-"""`rockopt cv`: one configuration on every fold of the shared folds file -> a blend *member*.
+"""`rockopt cv`: one configuration on every fold of the shared folds file -> a blend *member*
+(its directory's files: rockopt.ensemble.members).
 
-A member directory holds:
-  member.json   classes, folds fingerprint, per-fold and OOF macro-F1, TTA, provenance (study, trial)
-  config.yaml   the configuration
-  oof.npz       ids (relative paths, folds-file order), labels, fold, logits (float32, one row per image)
-  test.npz      ids (test.csv order), logits: mean over the fold models
-  fold-K/       best.pt, last.pt (the state after the latest epoch: an unfinished fold goes on
-                from it), the fold's MLflow files, and done.json once the fold is finished
+Resumable: a rerun keeps the finished folds, continues an unfinished one from its last epoch,
+and goes on in the member's MLflow run when the process that ran it was killed.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-
-import numpy as np
 
 from rockopt.config import RUNTIME_KEYS, TrainConfig, dump_config, load_config
 from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
+from rockopt.ensemble.members import (
+    assemble_member,
+    default_member_dir,
+    fold_dir,
+    fold_done,
+    mark_fold_done,
+    member_files,
+    oof_macro_f1,
+    write_fold_logits,
+)
 from rockopt.errors import ConfigError
 from rockopt.outputs import ensure_dir
+from rockopt.predict import predict_logits, test_images
 from rockopt.report import params_text
 from rockopt.tracked_run import prepare_data, run_tags, train_in_run
-from rockopt.metrics import confusion, macro_f1
-from rockopt.predict import predict_logits, test_images
-from rockopt.tracking import Run
+from rockopt.tracking import WORKER_TAG, Run, client, end_left_running, left_running, this_process
 from rockopt.train.checkpoints import LAST, load_state
+
+MEMBER_TAG = "rockopt.member"  # the member directory a cv run makes (absolute)
 
 
 def provenance(config_path: str | Path | None) -> dict:
@@ -47,18 +51,22 @@ def recipe_changes(cfg: TrainConfig, config_path: str | Path) -> dict:
     return {k: v for k, v in cfg.flat().items() if k not in RUNTIME_KEYS | {"data", "folds_file", "experiment"} and exported.get(k) != v}
 
 
-def default_member_dir(cfg: TrainConfig, config_path: str | Path | None, origin: dict) -> Path:
-    if origin.get("study") is not None:
-        name = f"{origin['study']}-trial-{origin['trial']}"
-        name += "".join(f"+{k}={v}" for k, v in origin.get("set", {}).items())
-    else:
-        stem = Path(config_path).stem if config_path else cfg.backbone.replace(":", ".")
-        name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.out_dir) / "members" / name
-
-
-def _macro_f1(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    return macro_f1(confusion(labels, logits.argmax(1), num_classes))
+def member_run(experiment: str, name: str, tags: dict[str, str], log=print) -> Run:
+    """The member's MLflow run: the one a killed cv of the member left RUNNING, continued (the
+    runs of its folds that it left RUNNING end KILLED), or else a new one."""
+    left = left_running(experiment, {MEMBER_TAG: tags[MEMBER_TAG]})
+    if not left:
+        return Run(experiment, f"cv-{name}", tags={**tags, WORKER_TAG: this_process()})
+    mlflow = client()
+    *older, last = left
+    gone = last.data.tags[WORKER_TAG]
+    for run in older + left_running(experiment, {"mlflow.parentRunId": last.info.run_id}):
+        mlflow.set_tag(run.info.run_id, "rockopt.repaired", f"cv: its process {run.data.tags[WORKER_TAG]} is gone")
+        end_left_running(mlflow, run.info.run_id, run.data.tags)
+    log(f"note: continuing MLflow run {last.info.run_id}, left running by cv process {gone}, which is gone")
+    run = Run.reopen(last.info.run_id)
+    run.set_tags({WORKER_TAG: this_process(), "rockopt.continued_after": gone})
+    return run
 
 
 def run_cv(
@@ -82,84 +90,55 @@ def run_cv(
             log(f"note: --set changes trial {origin.get('trial')}'s recipe: {params_text(changed)} (recorded in member.json)")
     out = ensure_dir(out, "--out") if out else ensure_dir(default_member_dir(cfg, config_path, origin), "out_dir")
     dump_config(cfg, out / "config.yaml")
-    has_test = (data.root / "test.csv").is_file()
-    test_ids, test_paths = test_images(data.root) if has_test else ([], [])
-    paths = data.abs_paths()
-    name = out.name
+    test_ids, test_paths = test_images(data.root) if (data.root / "test.csv").is_file() else ([], [])
 
-    tags = {"rockopt.member": str(out.resolve()), "rockopt.tta": tta, **run_tags(data, folds, -1)}
+    tags = {MEMBER_TAG: str(out.resolve()), "rockopt.tta": tta, **run_tags(data, folds, -1)}
     tags.pop("rockopt.fold")
     tags.update({f"rockopt.{k}": str(v) for k, v in origin.items() if v is not None})
-    with Run(cfg.experiment, f"cv-{name}", tags=tags) as parent:
-        parent.log_params({k: v for k, v in cfg.flat().items() if k != "fold"} | {"tta": tta})
+    with member_run(cfg.experiment, out.name, tags, log) as parent:
+        changed = parent.log_missing_params({k: v for k, v in cfg.flat().items() if k != "fold"} | {"tta": tta})
+        if changed:  # a continued run keeps its first values; runtime settings may change
+            parent.set_tags({"rockopt.resumed_with": params_text(changed)})
         for k in range(folds.k):
-            fold_dir = out / f"fold-{k}"
-            if (fold_dir / "done.json").is_file():
-                done = json.loads((fold_dir / "done.json").read_text())
+            done = fold_done(out, k)
+            if done is not None:
                 if done.get("tta") != tta:
                     raise ConfigError(f"{out}: its finished folds used --tta {done.get('tta')}; resume with the same, or use another --out")
                 log(f"fold {k}: already done, kept")
                 continue
-            # a fold a crash cut short goes on from its last epoch, in its own MLflow run
-            state = load_state(fold_dir / LAST) if (fold_dir / LAST).is_file() else None
-            if state is not None:
-                log(f"fold {k}: continuing at epoch {state['epoch'] + 1}/{cfg.epochs}")
-            fold_run = Run.reopen(state["meta"]["mlflow_run_id"]) if state else Run(
-                cfg.experiment, f"{name}-f{k}", tags=run_tags(data, folds, k), parent_run_id=parent.id
-            )  # fmt: skip
-            with fold_run as run:
-                def epoch_line(res, k=k) -> None:
-                    log(f"fold {k} epoch {res.epoch}/{cfg.epochs}  train_loss {res.train_loss:.4f}  val_f1 {res.val_f1:.4f}  {res.seconds:.1f} s")
-
-                result = train_in_run(run, cfg, data, folds, k, fold_dir, on_epoch=epoch_line, progress=progress, resume=state)
-                _, val = folds.split(k)
-                # the best epoch's checkpoint, with the member's TTA, on the fold's validation and the test images
-                val_logits, val_ok = predict_logits(result.checkpoint, [paths[i] for i in val], tta, data_root=data.root)
-                np.savez(fold_dir / "oof.npz", index=val, logits=val_logits, ok=val_ok)
-                if has_test:
-                    test_logits, _ = predict_logits(result.checkpoint, test_paths, tta, data_root=data.root)
-                    np.savez(fold_dir / "test.npz", logits=test_logits)
-                f1 = _macro_f1(val_logits, data.labels[val], len(data.classes))
-                run.log_metrics({"oof_fold_f1": f1}, step=k)
-            (fold_dir / "done.json").write_text(json.dumps({"fold": k, "val_f1": f1, "tta": tta, "mlflow_run_id": run.id}))
+            f1 = _cv_fold(cfg, data, folds, k, out, parent.id, tta, test_paths, progress, log)
             log(f"fold {k}: val macro-F1 {f1:.4f} (TTA {tta})")
         meta = assemble_member(out, data, folds, tta, test_ids, origin, parent.id)
         parent.log_metrics({"oof_f1": meta["oof_f1"], **{f"fold_{i}_f1": f for i, f in enumerate(meta["fold_f1"])}}, step=0)
-        parent.log_artifacts([out / "member.json", out / "config.yaml", out / "oof.npz"] + ([out / "test.npz"] if has_test else []), "member")
+        parent.log_artifacts(member_files(out), "member")
     return out
 
 
-def assemble_member(out: Path, data: TrainSet, folds: Folds, tta: str, test_ids: list[str], origin: dict, run_id: str) -> dict:
-    """Join the folds' OOF rows in folds-file order and average the folds' test logits."""
-    n, c = len(data), len(data.classes)
-    oof = np.zeros((n, c), dtype=np.float32)
-    unreadable = 0
-    fold_f1 = []
-    test = None
-    for k in range(folds.k):
-        part = np.load(out / f"fold-{k}" / "oof.npz")
-        oof[part["index"]] = part["logits"]
-        unreadable += int((~part["ok"]).sum())
-        fold_f1.append(json.loads((out / f"fold-{k}" / "done.json").read_text())["val_f1"])
-        if test_ids:
-            t = np.load(out / f"fold-{k}" / "test.npz")["logits"]
-            test = t if test is None else test + t
-    np.savez_compressed(out / "oof.npz", ids=np.asarray(data.paths), labels=data.labels, fold=folds.fold, logits=oof)
-    if test_ids:
-        np.savez_compressed(out / "test.npz", ids=np.asarray(test_ids), logits=(test / folds.k).astype(np.float32))
-    meta = {
-        "name": out.name,
-        "classes": list(data.classes),
-        "folds_fingerprint": folds.fingerprint,
-        "data_fingerprint": data.fingerprint,
-        "folds_file": str(folds.path.resolve()),
-        "data": str(data.root.resolve()),
-        "tta": tta,
-        "fold_f1": fold_f1,
-        "oof_f1": _macro_f1(oof, data.labels, c),
-        "unreadable_rows": unreadable,
-        "mlflow_run_id": run_id,
-        **origin,
-    }
-    (out / "member.json").write_text(json.dumps(meta, indent=2))
-    return meta
+def _cv_fold(
+    cfg: TrainConfig, data: TrainSet, folds: Folds, k: int, out: Path, parent_id: str, tta: str, test_paths: list[str], progress, log
+) -> float:
+    """Train fold K (from its last epoch, when a crash cut it short) in its own MLflow run, then
+    predict with its best checkpoint; marks it done and returns its validation macro-F1."""
+    fold = fold_dir(out, k)
+    state = load_state(fold / LAST) if (fold / LAST).is_file() else None
+    if state is not None:
+        log(f"fold {k}: continuing at epoch {state['epoch'] + 1}/{cfg.epochs}")
+        fold_run = Run.reopen(state["meta"]["mlflow_run_id"])
+        fold_run.set_tags({WORKER_TAG: this_process()})
+    else:
+        fold_run = Run(cfg.experiment, f"{out.name}-f{k}", tags={**run_tags(data, folds, k), WORKER_TAG: this_process()}, parent_run_id=parent_id)
+    with fold_run as run:
+        def epoch_line(res) -> None:
+            log(f"fold {k} epoch {res.epoch}/{cfg.epochs}  train_loss {res.train_loss:.4f}  val_f1 {res.val_f1:.4f}  {res.seconds:.1f} s")
+
+        result = train_in_run(run, cfg, data, folds, k, fold, on_epoch=epoch_line, progress=progress, resume=state)
+        _, val = folds.split(k)
+        # the best epoch's checkpoint, with the member's TTA, on the fold's validation and the test images
+        paths = data.abs_paths()
+        val_logits, val_ok = predict_logits(result.checkpoint, [paths[i] for i in val], tta, data_root=data.root)
+        test_logits = predict_logits(result.checkpoint, test_paths, tta, data_root=data.root)[0] if test_paths else None
+        write_fold_logits(out, k, val, val_logits, val_ok, test_logits)
+        f1 = oof_macro_f1(val_logits, data.labels[val], len(data.classes))
+        run.log_metrics({"oof_fold_f1": f1}, step=k)
+    mark_fold_done(out, k, f1, tta, run.id)
+    return f1

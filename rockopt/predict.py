@@ -9,9 +9,11 @@ import numpy as np
 
 from rockopt.config import build_config, load_config
 from rockopt.data.dataset import ImageDataset
-from rockopt.data.layout import read_test_csv, resolve_test_path
+from rockopt.data.layout import read_test_csv, resolve_test_path, write_submission
 from rockopt.data.transforms import build_eval_transform
 from rockopt.errors import DataError, RockoptError
+from rockopt.metrics import softmax
+from rockopt.outputs import ensure_parent
 from rockopt.train.checkpoints import load_checkpoint
 from rockopt.data.readers import image_reader
 from rockopt.train.inference import Normalize, eval_loader, logits_by_chunk, resolve_device, resolve_workers
@@ -98,3 +100,14 @@ def predict_dir(model_dir: str | Path, data_root: str | Path, tta: str = "none")
         logits, _ = predict_logits(ckpt, paths, tta, data_root=data_root)
         total = logits if total is None else total + logits
     return ids, total / len(p.checkpoints), p.classes
+
+
+def write_predictions(model_dir: str | Path, data_root: str | Path, out: str | Path, tta: str = "none", save_logits: bool = False) -> tuple[Path, int]:
+    """`rockopt predict`: the submission OUT (the template's rows and column order) and, with
+    SAVE_LOGITS, the logits and probabilities beside it (.npz). Returns OUT and its row count."""
+    out = ensure_parent(out, "--out")  # before the checkpoints are loaded and run
+    ids, logits, classes = predict_dir(model_dir, data_root, tta)
+    path = write_submission(data_root, ids, [classes[i] for i in logits.argmax(1)], out)
+    if save_logits:
+        np.savez_compressed(path.with_suffix(".npz"), ids=np.asarray(ids), logits=logits, probs=softmax(logits.copy()), classes=np.asarray(classes))
+    return path, len(ids)

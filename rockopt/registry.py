@@ -1,6 +1,6 @@
 """One shape for every "choose it by name" table: a module-level dict, in capitals, from the
 name a user writes to the class or function that builds the thing (BATCH_SAMPLERS, LOSSES,
-SCHEDULES, RATIO_SCHEDULES, OPTUNA_SAMPLERS, PRUNERS, blend METHODS). Adding a choice is one
+SCHEDULES, OPTIMIZERS, RATIO_SCHEDULES, OPTUNA_SAMPLERS, PRUNERS, blend METHODS). Adding a choice is one
 entry; `lookup` gives every table the same error for a name it lacks."""
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ would stay RUNNING until `doctor` or the next search finds the dead worker. Here
 KeyboardInterrupt like Ctrl-C, so every command's Ctrl-C path runs (runs end KILLED, a trial
 is failed and queued again to continue from its last epoch), and the process then ends by
 SIGTERM, as `kill` expects (exit status 143 in a shell).
+
+A command stopped by Ctrl-C, or whose reader went away (`rockopt best | head -1`), ends the
+way any Unix program does then: killed by that signal, so a shell loop, `make` or a script
+that ran it sees it and stops too (`on_devnull`, `reader_gone`, `end_by_signal`).
 """
 
 from __future__ import annotations
@@ -72,3 +76,41 @@ def die_by(sig: int) -> None:
             pass
     signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)
+
+
+def on_devnull() -> set[int]:
+    """Which of stdout (1) and stderr (2) write to /dev/null."""
+    null = os.stat(os.devnull)
+    out = set()
+    for fd in (1, 2):
+        try:
+            if os.path.samestat(os.fstat(fd), null):
+                out.add(fd)
+        except OSError:
+            pass
+    return out
+
+
+def reader_gone(at_start: set[int]) -> bool:
+    """Whether a write found its pipe closed (EPIPE), AT_START being `on_devnull()` then. Rich and
+    rockopt's own output then point the stream at /dev/null (and exit 1 for rich); typer and
+    click wrap the streams in a PacifyFlushWrapper (by name: click 8.5 renamed the class, typer
+    uses the old name)."""
+    wrapped = any(type(s).__name__.lstrip("_") == "PacifyFlushWrapper" for s in (sys.stdout, sys.stderr))
+    return wrapped or bool(on_devnull() - at_start)
+
+
+def end_by_signal() -> None:
+    """End a stopped command by the signal that stopped it: SIGTERM's default action, or, for
+    Ctrl-C, a KeyboardInterrupt nobody catches, which Python ends by SIGINT after its exit
+    handlers and flushes, without a traceback."""
+    if received() == signal.SIGTERM:
+        die_by(signal.SIGTERM)
+    sys.excepthook = no_traceback_for_ctrl_c
+    raise KeyboardInterrupt from None
+
+
+def no_traceback_for_ctrl_c(kind, value, tb) -> None:
+    """An excepthook: a KeyboardInterrupt ends the process silently, anything else as usual."""
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)

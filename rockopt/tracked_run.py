@@ -6,8 +6,9 @@ Shared by `rockopt train`, search trials and `cv` folds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,8 +19,8 @@ from rockopt.data.layout import TrainSet, scan_train
 from rockopt.data.split import first_unreadable_class, make_split
 from rockopt.errors import ConfigError, DataError
 from rockopt.outputs import ensure_dir
-from rockopt.report import params_text
-from rockopt.train.checkpoints import LAST
+from rockopt.report import Reporter, params_text
+from rockopt.train.checkpoints import LAST, load_state
 from rockopt.train.engine import EpochResult, FitResult, epoch_history, fit
 from rockopt.tracking import Run, confusion_png
 
@@ -82,22 +83,7 @@ def train_in_run(
     cfg = cfg.model_copy(update={"fold": fold, "folds": folds.k})
     split = make_split(data, folds, fold)
     run_dir.mkdir(parents=True, exist_ok=True)
-    best = {"best_val_f1": -1.0, "best_epoch": 0}
-
-    def track_best(res: EpochResult) -> None:
-        if res.val_f1 > best["best_val_f1"]:
-            best.update(best_val_f1=res.val_f1, best_epoch=res.epoch)
-
-    def log_epoch(res: EpochResult) -> None:
-        # the best so far at every epoch: a run stopped early (pruned, failed, killed) still
-        # shows the value it reached, where the MLflow UI sorts and plots it
-        track_best(res)
-        run.log_metrics({**res.metrics(), **best}, step=res.epoch)
-        # per-class F1 as one table (epoch, class, f1), not one chart per class
-        run.log_table({"epoch": [res.epoch] * len(data.classes), "class": list(data.classes), "f1": [float(f) for f in res.class_f1]}, CLASS_F1_TABLE)
-        if on_epoch:
-            on_epoch(res)
-
+    log_epoch = _EpochLog(run, data.classes, on_epoch)
     earlier = epoch_history(resume) if resume is not None else []
     if resume is not None and resume["meta"].get("mlflow_run_id") == run.id:
         # the run that saved the state: its params and earlier epochs are logged already
@@ -107,7 +93,7 @@ def train_in_run(
             {"rockopt.resumed_at_epoch": resume["epoch"]} | ({"rockopt.resumed_with": params_text(changed)} if changed else {})
         )
         for res in earlier:
-            track_best(res)
+            log_epoch.track_best(res)
     else:
         run.log_params({k: v for k, v in cfg.flat().items() if k not in omit_params})
         run.log_artifact(dump_config(cfg, run_dir / "config.yaml"))
@@ -129,6 +115,29 @@ def train_in_run(
     return result
 
 
+class _EpochLog:
+    """Logs each epoch to RUN, then passes it to ON_EPOCH. The best so far goes with every
+    epoch: a run stopped early (pruned, failed, killed) still shows the value it reached,
+    where the MLflow UI sorts and plots it."""
+
+    def __init__(self, run: Run, classes: tuple[str, ...], on_epoch: Callable[[EpochResult], None] | None):
+        self.run, self.classes, self.on_epoch = run, classes, on_epoch
+        self.best = {"best_val_f1": -1.0, "best_epoch": 0}
+
+    def track_best(self, res: EpochResult) -> None:
+        if res.val_f1 > self.best["best_val_f1"]:
+            self.best.update(best_val_f1=res.val_f1, best_epoch=res.epoch)
+
+    def __call__(self, res: EpochResult) -> None:
+        self.track_best(res)
+        self.run.log_metrics({**res.metrics(), **self.best}, step=res.epoch)
+        # per-class F1 as one table (epoch, class, f1), not one chart per class
+        f1 = [float(f) for f in res.class_f1]
+        self.run.log_table({"epoch": [res.epoch] * len(self.classes), "class": list(self.classes), "f1": f1}, CLASS_F1_TABLE)
+        if self.on_epoch:
+            self.on_epoch(res)
+
+
 def train_tracked(
     cfg: TrainConfig,
     data: TrainSet,
@@ -147,18 +156,36 @@ def train_tracked(
     return result, run.id, run_dir
 
 
-def resume_tracked(
-    run_dir: str | Path,
-    state: dict,
-    overrides: dict | None = None,
-    *,
-    on_epoch: Callable[[EpochResult], None] | None = None,
-    progress=True,
-) -> tuple[FitResult, str, Path, TrainConfig]:
-    """Continue a `rockopt train` run in RUN_DIR from STATE, its `last.pt` (`load_state`), in
-    the same MLflow run, with runtime settings from OVERRIDES. Returns the result, the run id,
-    the run directory and the settings."""
-    run_dir = Path(run_dir)
+class TrainedFold(NamedTuple):
+    fold: int
+    result: FitResult
+    run_id: str
+    run_dir: Path
+
+
+def train_folds(cfg: TrainConfig, reporter: Reporter, fold: int | None = None, all_folds: bool = False) -> Iterator[TrainedFold]:
+    """`rockopt train`: FOLD (default: the config's), or every fold with ALL_FOLDS, one MLflow run
+    each; yields each fold when it is done, the reporter's bars stopped."""
+    if fold is not None and all_folds:
+        raise ConfigError("--fold and --all-folds exclude each other")
+    data, folds = prepare_data(cfg)
+    if fold is not None:
+        check_fold(folds, fold)
+    reporter.line(
+        f"{cfg.backbone} on {data.root} ({len(data)} images, {len(data.classes)} classes), "
+        f"sampler {cfg.sampler_mode}, {cfg.epochs} epochs, folds file {folds.path}"
+    )
+    for k in range(folds.k) if all_folds else [cfg.fold if fold is None else fold]:
+        with reporter:
+            result, run_id, run_dir = train_tracked(cfg, data, folds, k, on_epoch=_epoch_lines(reporter, cfg.epochs), progress=reporter.bar())
+        yield TrainedFold(k, result, run_id, run_dir)
+
+
+def resume_tracked(path: str | Path, overrides: dict | None, reporter: Reporter) -> TrainedFold:
+    """Continue a `rockopt train` run from PATH (its directory, or its `last.pt`) in the same
+    MLflow run, with runtime settings from OVERRIDES. Everything that would refuse it is
+    checked before the reporter says it continues."""
+    run_dir, state = _saved_run(path)
     refused = sorted(k for k in overrides or {} if k not in RUNTIME_KEYS)
     if refused:
         raise ConfigError(f"--resume continues the saved settings; only runtime settings may change, not: {', '.join(refused)}")
@@ -169,9 +196,35 @@ def resume_tracked(
     if not run_id:
         raise ConfigError(f"{run_dir / LAST}: names no MLflow run to continue")
     data, folds = prepare_data(cfg, state["meta"].get("folds_file"))
-    with Run.reopen(run_id) as run:
-        result = train_in_run(run, cfg, data, folds, state["fold"], run_dir, on_epoch=on_epoch, progress=progress, resume=state)
-    return result, run.id, run_dir, cfg
+    reporter.line(f"continuing {run_dir} at epoch {state['epoch'] + 1}/{cfg.epochs}")
+    with reporter, Run.reopen(run_id) as run:
+        on_epoch = _epoch_lines(reporter, cfg.epochs)
+        result = train_in_run(run, cfg, data, folds, state["fold"], run_dir, on_epoch=on_epoch, progress=reporter.bar(), resume=state)
+    return TrainedFold(state["fold"], result, run.id, run_dir)
+
+
+def _saved_run(path: str | Path) -> tuple[Path, dict]:
+    """The run directory `--resume PATH` names, and its saved state: PATH is the directory or its `last.pt`."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"--resume {path}: no such directory (give a run directory or its {LAST})")
+    if path.is_file() and path.name != LAST:
+        raise ConfigError(f"--resume {path}: a file, not a run directory or its {LAST}")
+    run_dir = path.parent if path.is_file() else path
+    if not (run_dir / LAST).is_file() and not (run_dir / "config.yaml").is_file():  # a run writes its config first
+        raise ConfigError(f"--resume {run_dir}: not the directory of a `rockopt train` run (no {LAST}, no config.yaml)")
+    return run_dir, load_state(run_dir / LAST)
+
+
+def _epoch_lines(reporter: Reporter, epochs: int) -> Callable[[EpochResult], None]:
+    def show(res: EpochResult) -> None:
+        reporter.line(
+            f"epoch {res.epoch:>3}/{epochs}  train_loss {res.train_loss:.4f}  val_loss {res.val_loss:.4f}  "
+            f"val_f1 {res.val_f1:.4f}  lr {res.lr:.2e}  {res.seconds:.1f}s  {res.images_per_s:.0f} img/s"
+            + (f"  skipped {res.skipped}" if res.skipped else "")
+        )
+
+    return show
 
 
 def write_result_files(result: FitResult, classes: tuple[str, ...], run_dir: Path) -> list[Path]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,8 @@ DEFAULT_DIR = Path("mlruns")
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 # Optuna trial state -> MLflow run status; a pruned trial was stopped on purpose, not broken
 TRIAL_TO_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+# the process a RUNNING run depends on, `host:pid[:wN]`: once it is gone, the run is left over
+WORKER_TAG = "rockopt.worker"
 
 
 # a URL's password: `//user:secret@host` (secret up to the last @ before the host, which an
@@ -59,9 +62,11 @@ def client():
 
     from mlflow.tracking import MlflowClient
 
-    # MLflow announces its database migrations at INFO on every new store, and draws a bar for
-    # each artifact it reads back (log_table appends to a table it downloads): not on our output
+    # MLflow announces its database migrations at INFO on every new store, draws a bar for each
+    # artifact it reads back (log_table appends to a table it downloads) and, with a tracking
+    # server, prints "View run ... at: URL" on stdout as a run ends: none of it on our output
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -197,6 +202,13 @@ class Run:
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.id, params=items[i : i + 100])
 
+    def log_missing_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Log the PARAMS the run lacks (a run continued has some: MLflow refuses to change one);
+        returns those it has with another value."""
+        logged = self.client.get_run(self.id).data.params
+        self.log_params({k: v for k, v in params.items() if k not in logged})
+        return {k: v for k, v in params.items() if k in logged and logged[k] != _param_value(v)}
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         import time
 
@@ -244,7 +256,38 @@ class Run:
             self.end("FAILED")
 
 
-def end_left_running(mlflow, run_id: str, tags: dict[str, str], trial_state: str | None, error: str) -> None:
+def this_process() -> str:
+    """`host:pid`: this process, as WORKER_TAG names it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_gone(worker: str) -> bool:
+    """True when WORKER (`host:pid[:wN]`) ran on this host and its process no longer exists."""
+    parts = worker.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def left_running(experiment: str, tags: Mapping[str, str]) -> list:
+    """The RUNNING runs of EXPERIMENT that carry TAGS and whose process (WORKER_TAG) is gone:
+    what a killed command left behind, oldest first."""
+    mlflow = client()
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
+    left = [r for r in runs if all(r.data.tags.get(k) == v for k, v in tags.items()) and process_gone(r.data.tags.get(WORKER_TAG, ""))]
+    return sorted(left, key=lambda r: r.info.start_time)
+
+
+def end_left_running(mlflow, run_id: str, tags: dict[str, str], trial_state: str | None = None, error: str = "") -> None:
     """End KILLED a run that a dead worker left RUNNING; a trial's run says its trial's state
     (`trial_state`) and, when it failed, why (`rockopt.error`, unless the run said it already)."""
     if trial_state is not None:

@@ -44,3 +44,15 @@ def test_training_only_set_without_test_files_is_fine(run_cli, demo_data, tmp_pa
     shutil.copytree(demo_data / "train", root / "train")
     code, out, _ = run_cli("data", "check", "--data", root, "-q", "--workers", "1")
     assert code == 0 and "training-only" in out
+
+
+def test_the_report_counts_unreadable_training_images_per_class(demo_data, tmp_path):
+    from rockopt.data.check import check_dataset
+
+    root = _copy(demo_data, tmp_path / "d")
+    for f in sorted((root / "train" / "Basalt").iterdir())[:2]:
+        f.write_bytes(b"not an image")
+    (root / "test" / "TEST_00002.jpg").write_bytes(b"not an image")  # a test file is in no class
+    report = check_dataset(root, progress=False)
+    assert report.unreadable_per_class == {"Basalt": 2}
+    assert len(report.unreadable) == 3

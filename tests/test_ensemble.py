@@ -129,3 +129,36 @@ def test_auto_falls_back_to_the_best_member_when_no_blend_beats_it_out_of_sample
     assert max(rows[m].cross_validated for m in ("mean", "greedy", "weights")) <= rows["strong"].cross_validated
     assert result.method == "member:strong" and list(result.blend.weights) == [1.0, 0.0, 0.0]
     np.testing.assert_allclose(result.oof_probs.argmax(1), strong.argmax(1))  # the member's own predictions
+
+
+def test_blend_command_writes_the_submission_and_records_its_run(run_cli, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    y, fold = _labels()
+    dirs = [
+        _write_member(tmp_path / "a", _informative(y, 1.6, 1), y, fold, name="quick-trial-0+epochs=1"),  # '+' and '=': no MLflow metric name
+        _write_member(tmp_path / "b", _informative(y, 1.4, 2), y, fold),
+    ]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sample_submission.csv").write_text("ID,rock_type\nT0,x\nT1,x\n")
+    code, out, err = run_cli("blend", "--members", *dirs, "--method", "greedy", "--data", data, "--out", tmp_path / "blend")
+    assert code == 0, err
+    assert "greedy" in out and f"wrote {tmp_path / 'blend' / 'submission.csv'}" in out
+    lines = (tmp_path / "blend" / "submission.csv").read_text().splitlines()
+    assert lines[0] == "ID,rock_type" and [l.split(",")[0] for l in lines[1:]] == ["T0", "T1"]
+    client = MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("rockopt-blend").experiment_id])
+    assert run.info.run_name == "blend-greedy" and run.info.status == "FINISHED"
+    assert run.data.params["used"] == "greedy" and run.data.params["members"] == "quick-trial-0+epochs=1,b"
+    assert {"oof_f1.quick-trial-0_epochs_1", "cv_f1.b", "cv_f1.greedy"} <= set(run.data.metrics)
+    assert {f.path for f in client.list_artifacts(run.info.run_id)} == {"weights.json", "blend.npz", "submission.csv"}
+
+
+def test_blend_without_a_data_set_for_the_submission_is_one_line_naming_data(run_cli, tmp_path):
+    y, fold = _labels()
+    dirs = [_write_member(tmp_path / n, _informative(y, 1.5, i), y, fold) for i, n in enumerate("ab")]
+    code, _, err = run_cli("blend", "--members", *dirs, "--method", "mean", "--out", tmp_path / "blend")
+    assert code == 2 and "Traceback" not in err, err
+    (line,) = [l for l in err.splitlines() if l.startswith("error:")]
+    assert "--data" in line and str(tmp_path / "a") in line

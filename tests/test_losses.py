@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rockopt.data.samplers import HardNegativeSampler
+from rockopt.data.samplers import HardNegativeSampler, create_batch_sampler
+from rockopt.errors import ConfigError
 from rockopt.data.samplers.schedule import RATIO_SCHEDULES, hnm_ratio_at
 from rockopt.train.losses import LOSSES, class_weights, make_loss, per_sample_loss
 
@@ -87,9 +88,9 @@ def test_losses_are_float32_from_half_logits():
 
 
 def test_unknown_loss_names_the_choices():
-    with pytest.raises(ValueError, match="'hinge'.*focal"):
+    with pytest.raises(ConfigError, match="'hinge'.*focal"):
         per_sample_loss("hinge", LOGITS, Y)
-    with pytest.raises(ValueError, match="'hinge'"):
+    with pytest.raises(ConfigError, match="'hinge'"):
         make_loss("hinge", np.array([0]), K, label_smoothing=0.0, class_weight_power=1.0, focal_gamma=2.0, device=CPU)
 
 
@@ -128,8 +129,31 @@ def test_hnm_ratio_of_a_single_epoch_run(schedule):
 
 
 def test_hnm_ratio_unknown_schedule():
-    with pytest.raises(ValueError, match="'cosine'.*linear"):
+    with pytest.raises(ConfigError, match="'cosine'.*linear"):
         hnm_ratio_at(1, 4, "cosine", ratio=0.5, start=0.1, warmup_epochs=0)
+    with pytest.raises(ConfigError, match="'hnm_ratio_schedule'.*'cosine'"):
+        HardNegativeSampler(np.arange(8) % 2, 4, ratio_schedule="cosine")
+
+
+def test_the_hnm_sampler_sets_each_epoch_s_ratio_from_its_schedule():
+    from rockopt.config import load_config
+
+    labels = np.repeat(np.arange(4), [70, 20, 6, 4])
+    cfg = load_config(None, {"sampler_mode": "hnm", "epochs": 4, "hnm_ratio": 0.5, "hnm_ratio_schedule": "step", "hnm_ratio_start": 0.125, "hnm_ratio_warmup_epochs": 2})
+    s = create_batch_sampler("hnm", labels, 16, **cfg.model_dump())  # the settings it declares, from a whole config
+    assert (s.ratio, s.n_hard) == (0.125, 2)  # before the first epoch: epoch 1's
+    got = []
+    for epoch in range(1, 5):
+        s.start_epoch(epoch)
+        got.append((s.ratio, s.n_hard))
+    assert got == [(0.125, 2), (0.125, 2), (0.5, 8), (0.5, 8)]
+    # resumed at epoch 3 from a saved state: the schedule, not the state, gives the ratio
+    resumed = create_batch_sampler("hnm", labels, 16, **cfg.model_dump())
+    resumed.load_state_dict(s.state_dict())
+    resumed.start_epoch(3)
+    assert resumed.ratio == 0.5
+    for mode in ("uniform", "balanced"):  # the other modes keep no pool
+        assert create_batch_sampler(mode, labels, 16, **cfg.model_dump()).ratio is None
 
 
 def test_set_ratio_changes_how_many_pool_samples_a_draw_takes():

@@ -5,7 +5,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from rockopt.metrics import confusion, f1_per_class, macro_f1, softmax
-from rockopt.train.metrics import confusion_matrix
+from rockopt.train.confusion import confusion_matrix
 
 
 def test_macro_f1_matches_scikit_learn_including_absent_classes():

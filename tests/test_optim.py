@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rockopt.train.optim import SCHEDULES, create_optimizer, create_schedule
+from rockopt.errors import ConfigError
+from rockopt.train.optim import OPTIMIZERS, SCHEDULES, create_optimizer, create_schedule
 
 
 def _lrs(name, epochs=4, steps=10, warmup=1.0):
@@ -34,5 +35,16 @@ def test_step_schedule_halves_each_step_epoch_after_warmup():
 
 
 def test_unknown_names_are_refused():
-    with pytest.raises(KeyError, match="choose from"):
+    with pytest.raises(ConfigError, match="'optimizer'.*'sgd'.*choose from adam, adamw"):
         create_optimizer(torch.nn.Linear(2, 2), "sgd", 0.1, 0.0)
+    opt = create_optimizer(torch.nn.Linear(2, 2), "adam", 0.1, 0.0)
+    with pytest.raises(ConfigError, match="'scheduler'.*'linear'.*choose from cosine, onecycle, step"):
+        create_schedule("linear", opt, epochs=2, steps_per_epoch=2, warmup_epochs=0, min_lr=0.0, step_epochs=1, step_gamma=0.5)
+
+
+def test_the_optimizer_setting_offers_the_registry_s_names():
+    from typing import get_args
+
+    from rockopt.config import TrainConfig
+
+    assert set(get_args(TrainConfig.model_fields["optimizer"].annotation)) == set(OPTIMIZERS)

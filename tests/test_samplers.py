@@ -152,3 +152,14 @@ def test_incremental_hnm_draws_follow_numpys_successive_sampling_distribution():
     # first picks are exactly proportional to loss
     first = np.bincount([pool.draw(1, rng)[0] for _ in range(20000)], minlength=20)[members] / 20000
     np.testing.assert_allclose(first, w / w.sum(), atol=0.012)
+
+
+def test_the_factory_refuses_an_unknown_mode_and_gives_each_mode_only_its_own_settings():
+    from rockopt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'sampler_mode'.*'random'.*balanced, hnm, uniform"):
+        create_batch_sampler("random", LABELS, 8)
+    settings = {"hnm_memory": 5, "hnm_ratio": 0.5, "lr": 0.1}
+    assert isinstance(create_batch_sampler("uniform", LABELS, 8, **settings), UniformSampler)
+    hnm = create_batch_sampler("hnm", LABELS, 8, **settings)
+    assert (hnm.memory, hnm.ratio, hnm.n_hard) == (5, 0.5, 4)

@@ -101,15 +101,20 @@ def test_relative_paths_in_a_study_file_are_relative_to_the_file(tmp_path):
 
 
 def test_a_resumed_study_keeps_its_settings_and_says_the_file_changed(tmp_path):
-    from rockopt.search.runner import _open_study
+    from rockopt.search.request import SearchRequest
+    from rockopt.search.study import open_study
 
-    url = f"sqlite:///{tmp_path / 's.db'}"
+    def request(spec, path):
+        return SearchRequest(path, spec, path, {}, None, None, None, "s", f"sqlite:///{tmp_path / 's.db'}")
+
     spec, path = load_study_file(_write(tmp_path, GOOD))
     notes: list[str] = []
-    _, kept, number = _open_study(spec, {}, "s", url, path, notes.append)
+    opened = open_study(request(spec, path), notes.append)
+    kept, number = opened.spec, opened.invocation
     assert notes == [] and kept == spec and number == 0
     changed, _ = load_study_file(_write(tmp_path, _with(space__lr={"type": "float", "low": 1e-3, "high": 0.1}, budget__n_trials=9)))
-    _, kept, number = _open_study(changed, {}, "s", url, path, notes.append)
+    opened = open_study(request(changed, path), notes.append)
+    kept, number = opened.spec, opened.invocation
     assert len(notes) == 1 and "changed since study 's' was created" in notes[0]
     assert number == 1  # each invocation its own number (and sampler seed)
     assert kept.space["lr"].high == 1e-2  # the study's own settings

@@ -11,10 +11,12 @@ import typer
 
 from rockopt import stopping
 from rockopt.cli import blend, cv, data, demo, predict, search, train, ui
+from rockopt.cli._options import Command, Group
 from rockopt.errors import RockoptError
 
 app = typer.Typer(
     name="rockopt",
+    cls=Group,
     help="Find the best way to train a rock-type classifier, and blend the best models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -46,15 +48,15 @@ def _main(
 
 
 app.add_typer(data.app, name="data")
-app.command("train")(train.train)
-app.command("search")(search.search)
-app.command("best")(search.best)
-app.command("doctor")(search.doctor)
-app.command("cv")(cv.cv)
-app.command("predict")(predict.predict)
-app.command("blend")(blend.blend)
-app.command("demo")(demo.demo)
-app.command("ui")(ui.ui)
+app.command("train", cls=Command)(train.train)
+app.command("search", cls=Command)(search.search)
+app.command("best", cls=Command)(search.best)
+app.command("doctor", cls=Command)(search.doctor)
+app.command("cv", cls=Command)(cv.cv)
+app.command("predict", cls=Command)(predict.predict)
+app.command("blend", cls=Command)(blend.blend)
+app.command("demo", cls=Command)(demo.demo)
+app.command("ui", cls=Command)(ui.ui)
 
 
 SET_FLAGS = ("--set", "-s")
@@ -111,49 +113,16 @@ def run() -> None:
     (one landing in code a library builds with exec() already does it). SIGTERM stops a command
     as Ctrl-C does (rockopt.stopping), and it then ends killed by SIGTERM."""
     stopping.install()
-    devnull = _on_devnull()
+    devnull = stopping.on_devnull()
     try:
         main()
     except SystemExit as e:
-        if e.code == 1 and _reader_gone(devnull):
+        if e.code == 1 and stopping.reader_gone(devnull):
             # `rockopt best | head -1`: end as any Unix program whose reader went away, by
             # SIGPIPE (141 in a shell), not with an exit code that means a failed command
             stopping.die_by(signal.SIGPIPE)
         if e.code != 130 and stopping.received() is None:
             raise
-        _end_by_signal()
+        stopping.end_by_signal()
     except KeyboardInterrupt:
-        _end_by_signal()
-
-
-def _on_devnull() -> set[int]:
-    """Which of stdout and stderr write to /dev/null."""
-    null = os.stat(os.devnull)
-    out = set()
-    for fd in (1, 2):
-        try:
-            if os.path.samestat(os.fstat(fd), null):
-                out.add(fd)
-        except OSError:
-            pass
-    return out
-
-
-def _reader_gone(at_start: set[int]) -> bool:
-    """Whether a write found its pipe closed (EPIPE). Rich and rockopt's own output then point
-    the stream at /dev/null (and exit 1 for rich); typer and click wrap the streams in a
-    PacifyFlushWrapper (by name: click 8.5 renamed the class, typer uses the old name)."""
-    wrapped = any(type(s).__name__.lstrip("_") == "PacifyFlushWrapper" for s in (sys.stdout, sys.stderr))
-    return wrapped or bool(_on_devnull() - at_start)
-
-
-def _end_by_signal() -> None:
-    if stopping.received() == signal.SIGTERM:
-        stopping.die_by(signal.SIGTERM)
-    sys.excepthook = _no_traceback_for_ctrl_c
-    raise KeyboardInterrupt from None
-
-
-def _no_traceback_for_ctrl_c(kind, value, tb) -> None:
-    if not issubclass(kind, KeyboardInterrupt):
-        sys.__excepthook__(kind, value, tb)
+        stopping.end_by_signal()

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from rockopt.cli._options import QuietOpt, console
+from rockopt.cli._options import Command, Group, QuietOpt, console
 
-app = typer.Typer(help="Check or generate data sets.", no_args_is_help=True)
+app = typer.Typer(help="Check or generate data sets.", no_args_is_help=True, cls=Group)
 
 
-@app.command("check")
+@app.command("check", cls=Command)
 def check(
     data: Annotated[Path, typer.Option("--data", help="Data set directory.")],
     workers: Annotated[int | None, typer.Option(help="Decoding processes (default: one per core).")] = None,
@@ -24,52 +24,18 @@ def check(
     """  # help text: typer keeps a paragraph's source line breaks, so each is one line
     import os
 
-    from rich.table import Table
-
+    from rockopt.cli.show import check_report
     from rockopt.data.check import check_dataset
 
     report = check_dataset(data, workers=workers or os.cpu_count() or 1, progress=not quiet)
     out = console()
-    d = report.data
-    counts = d.counts()
-    bad_per_class = {}
-    for path, _ in report.unreadable:
-        parts = path.split("/")
-        if parts[0] == "train":
-            bad_per_class[parts[1]] = bad_per_class.get(parts[1], 0) + 1
-    table = Table(title=f"{d.root} — {len(d)} training images, {len(d.classes)} classes")
-    table.add_column("class")
-    table.add_column("images", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("unreadable", justify="right")
-    for name, n in zip(d.classes, counts):
-        table.add_row(name, str(n), f"{n / len(d):.1%}" if len(d) else "-", str(bad_per_class.get(name, "")))
-    out.print(table)
-    if counts.min() > 0:  # an empty class is listed as fatal below
-        out.print(f"imbalance: largest class / smallest class = {counts.max() / counts.min():.1f}")
-    out.print(f"test images: {report.test_images}")
-    if report.unreadable:
-        out.print(f"[yellow]{len(report.unreadable)} unreadable or truncated image(s) (training skips them):")
-        for path, why in report.unreadable:
-            out.print(f"  {path}: {why}", markup=False)
-    if report.conflicts:
-        out.print(f"[yellow]{len(report.conflicts)} file(s) appear byte-identical under different classes:")
-        for group in report.conflicts:
-            out.print("  " + "  ==  ".join(group), markup=False)
-    if report.test_missing:
-        out.print(f"[red]test.csv rows whose file is missing ({len(report.test_missing)}):")
-        for p in report.test_missing[:20]:
-            out.print(f"  {p}", markup=False)
-    for note in report.notes:
-        out.print(f"note: {note}")
-    for problem in report.fatal:
-        out.print(f"[red]fatal: {problem}")
+    check_report(report, out)
     if not report.ok:
         raise typer.Exit(1)
     out.print("[green]ok")
 
 
-@app.command("cache")
+@app.command("cache", cls=Command)
 def cache(
     data: Annotated[Path, typer.Option("--data", help="Data set directory.")],
     size: Annotated[int, typer.Option("--size", help="Shorter side of the cached images, in pixels (aspect kept, never enlarged).")] = 256,
@@ -96,7 +62,7 @@ def cache(
         out.print(f"[yellow]{len(r.unreadable)} unreadable image(s) not cached (training skips them), e.g. {r.unreadable[0]}")
 
 
-@app.command("demo")
+@app.command("demo", cls=Command)
 def demo_data(
     out: Annotated[Path, typer.Option("--out", help="Where to write the generated data set.")] = Path("runs/demo-data"),
     per_class: Annotated[int, typer.Option(help="Images in the largest class.")] = 30,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rockopt.cli._options import DataOpt, QuietOpt, SetOpt
+from rockopt.cli._options import DataOpt, QuietOpt, SetOpt, console
 
 
 def demo(
@@ -18,23 +18,29 @@ def demo(
     quiet: QuietOpt = False,
 ) -> None:
     """Check a data set (generated when --data is not given), run the quick study on it, show the best trials."""
-    from rockopt.cli import data as data_cmd
-    from rockopt.cli import search as search_cmd
+    import os
+
+    from rockopt.cli.show import check_report, search_summary, trials_table
+    from rockopt.config import parse_sets
+    from rockopt.data.check import check_dataset
     from rockopt.data.synthetic import make_demo_data
+    from rockopt.search.export import best_trials
+    from rockopt.search.runner import run_search
 
     if data is None:
         data = out / "demo-data"
         if not (data / "train").is_dir():
             make_demo_data(data)
-    try:
-        data_cmd.check(data=data, workers=None, quiet=quiet)
-    except typer.Exit as e:
-        if e.exit_code:
-            raise
+    report = check_dataset(data, workers=os.cpu_count() or 1, progress=not quiet)
+    shown = console()
+    check_report(report, shown)
+    if not report.ok:
+        raise typer.Exit(1)
+    shown.print("[green]ok")
     name = f"quick-{Path(data).resolve().name}"  # one study (and folds file) per data set
-    set_ = [*(set_ or []), *_without_local_weights(set_ or [])]
-    search_cmd.search(study="quick", data=data, n_trials=n_trials, study_name=name, set_=set_, quiet=quiet, hint=False)
-    search_cmd.best(study="quick", study_name=name, top=3)
+    sets = parse_sets([*(set_ or []), *_without_local_weights(set_ or [])])
+    search_summary(run_search("quick", data=data, n_trials=n_trials, study_name=name, overrides=sets, progress=not quiet))
+    console().print(trials_table(best_trials("quick", 3, study_name=name), title=False))  # the summary line said the counts
 
 
 # learns the demo's images from scratch in the quick study's 3 epochs (tf_efficientnet_lite0

@@ -18,16 +18,7 @@ def predict(
     save_logits: Annotated[bool, typer.Option("--save-logits", help="Also write the logits and probabilities (.npz) beside it.")] = False,
 ) -> None:
     """Predict the test images; write the submission in the template's rows and column order."""
-    import numpy as np
+    from rockopt.predict import write_predictions
 
-    from rockopt.outputs import ensure_parent
-    from rockopt.metrics import softmax
-    from rockopt.data.layout import write_submission
-    from rockopt.predict import predict_dir
-
-    ensure_parent(out, "--out")  # before the checkpoints are loaded and run
-    ids, logits, classes = predict_dir(model, data, tta)
-    path = write_submission(data, ids, [classes[i] for i in logits.argmax(1)], out)
-    if save_logits:
-        np.savez_compressed(path.with_suffix(".npz"), ids=np.asarray(ids), logits=logits, probs=softmax(logits.copy()), classes=np.asarray(classes))
-    console().print(f"wrote {path} ({len(ids)} rows)", highlight=False)
+    path, rows = write_predictions(model, data, out, tta, save_logits)
+    console().print(f"wrote {path} ({rows} rows)", highlight=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rockopt.data.images import _DECODE_ERRORS, _reason
+from rockopt.data.images import DECODE_ERRORS, decode_failure
 from rockopt.report import is_terminal
 from rockopt.data.layout import IMAGE_SUFFIXES, TrainSet, read_test_csv, resolve_test_path, scan_train
 
@@ -22,6 +22,7 @@ from rockopt.data.layout import IMAGE_SUFFIXES, TrainSet, read_test_csv, resolve
 class CheckReport:
     data: TrainSet
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    unreadable_per_class: dict[str, int] = field(default_factory=dict)  # training images only
     conflicts: list[list[str]] = field(default_factory=list)  # byte-identical files under different classes
     test_images: int = 0
     test_missing: list[str] = field(default_factory=list)  # test.csv rows whose file is missing
@@ -65,8 +66,8 @@ def _decode_error(data: bytes) -> str | None:
                 im = im.convert("RGB")  # for RGB, convert is a copy and cannot fail
             if 0 in im.size:
                 return "empty image"
-    except _DECODE_ERRORS as e:
-        return _reason(e, data)
+    except DECODE_ERRORS as e:
+        return decode_failure(e, data)
     return None
 
 
@@ -100,6 +101,8 @@ def check_dataset(root: str | Path, *, workers: int = 1, progress: bool = True) 
     for i, (digest, err) in enumerate(results):
         if err:
             report.unreadable.append((data.paths[i], err))
+            name = data.classes[data.labels[i]]
+            report.unreadable_per_class[name] = report.unreadable_per_class.get(name, 0) + 1
         if digest:
             by_hash[digest].append(i)
     ok = np.fromiter((not err for _, err in results), dtype=bool, count=len(results))

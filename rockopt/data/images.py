@@ -19,7 +19,8 @@ from PIL import ImageFile
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-_DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+# what PIL raises for a file it cannot decode
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def decode_rgb(data: bytes | str | Path, shorter: int | None = None, name: str | Path | None = None) -> np.ndarray:
@@ -44,15 +45,16 @@ def decode_rgb(data: bytes | str | Path, shorter: int | None = None, name: str |
                 im.draft("RGB", (shorter, shorter))
             im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert("RGB"))
-    except _DECODE_ERRORS as e:
-        raise UnreadableImage(label, _reason(e, data)) from None
+    except DECODE_ERRORS as e:
+        raise UnreadableImage(label, decode_failure(e, data)) from None
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise UnreadableImage(label, "empty image")
     return resize_shorter(arr, shorter) if shorter else arr
 
 
-def _reason(e: Exception, data: bytes | str | Path) -> str:
-    """PIL's words without the file object it was given: the caller names the file."""
+def decode_failure(e: Exception, data: bytes | str | Path) -> str:
+    """Why DATA (file bytes or a path) could not be decoded, from one of DECODE_ERRORS: PIL's
+    words without the file object it was given (the caller names the file)."""
     if isinstance(e, UnidentifiedImageError):
         empty = not isinstance(data, bytes) and _size(data) == 0
         return "empty file (0 bytes)" if empty else "cannot identify image file (not an image, or a format PIL cannot read)"

@@ -12,15 +12,22 @@ blend beats the best member's OOF macro-F1, that member alone.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rockopt.ensemble.members import Member, check_compatible
+from rockopt.data.layout import write_submission
+from rockopt.ensemble.members import Member, check_compatible, load_member
 from rockopt.ensemble.methods import METHODS, Blend, fit
 from rockopt.ensemble.score import MacroF1
+from rockopt.errors import RockoptError
 from rockopt.metrics import softmax
+from rockopt.outputs import ensure_dir
+from rockopt.registry import lookup
+from rockopt.tracking import Run
 
 
 @dataclass
@@ -55,8 +62,7 @@ def _cross_validated(method: str, probs: np.ndarray, labels: np.ndarray, fold: n
 
 def blend_members(members: list[Member], method: str = "weights", offsets: bool = False, log=lambda s: None) -> BlendResult:
     check_compatible(members)
-    if method not in METHODS and method != AUTO:
-        raise KeyError(f"unknown blend method '{method}'; choose from {sorted([*METHODS, AUTO])}")
+    lookup({AUTO: None, **METHODS}, method, "method")
     ref = members[0]
     labels, fold, c = ref.labels, ref.fold, len(ref.classes)
     probs = np.stack([softmax(m.oof_logits.copy()) for m in members])
@@ -123,3 +129,47 @@ def test_labels(result: BlendResult) -> list[str]:
     classes = result.members[0].classes
     scores = np.log(result.test_probs + 1e-12) + result.blend.offsets if result.blend.offsets.any() else result.test_probs
     return [classes[i] for i in scores.argmax(1)]
+
+
+@dataclass
+class BlendRun:
+    result: BlendResult
+    files: list[Path]  # what OUT got: weights.json, blend.npz, and submission.csv where the members have test rows
+    run_id: str
+
+
+def run_blend(
+    dirs: list[str | Path], method: str = AUTO, offsets: bool = False, out: str | Path = "runs/blend",
+    data: str | Path | None = None, log: Callable[[str], None] = lambda s: None,
+) -> BlendRun:  # fmt: skip
+    """`rockopt blend`: blend the members in DIRS, write the results to OUT, and record them in an
+    MLflow run (`blend-METHOD`, in the members' study's experiment). The submission takes its
+    rows from DATA, by default the data set the first member was trained on."""
+    out = ensure_dir(out, "--out")  # before the fitting, which takes a while
+    members = [load_member(d) for d in dirs]
+    result = blend_members(members, method, offsets, log=log)
+    files = write_blend(result, out)
+    ref = members[0]
+    with Run(ref.meta.get("study") or "rockopt-blend", f"blend-{method}", tags={"rockopt.folds_fingerprint": ref.folds_fingerprint}) as run:
+        run.log_params({"method": method, "used": result.method, "offsets": offsets, "members": ",".join(m.name for m in members)})
+        run.log_metrics(score_metrics(result.rows), step=0)
+        if result.test_probs is not None:
+            files.append(write_submission(_data_root(data, ref), list(ref.test_ids), test_labels(result), out / "submission.csv"))
+        run.log_artifacts(files)
+    return BlendRun(result, files, run.id)
+
+
+def score_metrics(rows: list[Row]) -> dict[str, float]:
+    """Every row's OOF and cross-validated macro-F1 as MLflow metrics, named after the row."""
+    metrics = {}
+    for r in rows:
+        key = re.sub(r"[^\w\-. :]", "_", r.name)  # what MLflow allows in a metric name
+        metrics[f"oof_f1.{key}"] = r.in_sample
+        metrics[f"cv_f1.{key}"] = r.cross_validated
+    return metrics
+
+
+def _data_root(data: str | Path | None, member: Member) -> Path:
+    if data is None and not member.meta.get("data"):
+        raise RockoptError(f"member {member.dir} names no data set: give --data DIR for the submission's test rows")
+    return Path(data if data is not None else member.meta["data"])

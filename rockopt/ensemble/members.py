@@ -1,16 +1,127 @@
-"""Loading blend members (what `rockopt cv` wrote) and checking that they can be blended."""
+"""A blend member's directory, the one place its files are named, written and read: `rockopt cv`
+writes it, `blend` reads it (`predict` takes its fold-*/best.pt).
+
+  member.json   classes, folds fingerprint, per-fold and OOF macro-F1, TTA, provenance (study, trial)
+  config.yaml   the configuration
+  oof.npz       ids (relative paths, folds-file order), labels, fold, logits (float32, one row per image)
+  test.npz      ids (test.csv order), logits: mean over the fold models
+  fold-K/       best.pt, last.pt (the state after the latest epoch: an unfinished fold goes on
+                from it), the fold's MLflow files, oof.npz (index, logits, ok) and test.npz (logits)
+                of its best checkpoint, and done.json once the fold is finished
+
+Also here: checking that members can be blended, and finding a study's members.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rockopt.config import TrainConfig
 from rockopt.errors import RockoptError
+from rockopt.metrics import confusion, macro_f1
 
-MEMBERS_ROOT = Path("runs/members")  # where `cv` writes members by default (out_dir runs)
+if TYPE_CHECKING:
+    from rockopt.data.folds import Folds
+    from rockopt.data.layout import TrainSet
+
+META, OOF, TEST, DONE = "member.json", "oof.npz", "test.npz", "done.json"
+
+
+def members_root(out_dir: str | Path) -> Path:
+    """Where `cv` writes its members under an out_dir."""
+    return Path(out_dir) / "members"
+
+
+MEMBERS_ROOT = members_root(TrainConfig.model_fields["out_dir"].default)  # runs/members
+
+
+def default_member_dir(cfg: TrainConfig, config_path: str | Path | None, origin: dict) -> Path:
+    """`<study>-trial-<n>[+key=value...]` for an exported trial (ORIGIN), else the config's name and the time."""
+    if origin.get("study") is not None:
+        name = f"{origin['study']}-trial-{origin['trial']}"
+        name += "".join(f"+{k}={v}" for k, v in origin.get("set", {}).items())
+    else:
+        stem = Path(config_path).stem if config_path else cfg.backbone.replace(":", ".")
+        name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return members_root(cfg.out_dir) / name
+
+
+def fold_dir(member: Path, k: int) -> Path:
+    return member / f"fold-{k}"
+
+
+def fold_done(member: Path, k: int) -> dict | None:
+    """What a finished fold recorded (fold, val_f1, tta, mlflow_run_id); None while it is not finished."""
+    done = fold_dir(member, k) / DONE
+    return json.loads(done.read_text()) if done.is_file() else None
+
+
+def write_fold_logits(member: Path, k: int, index: np.ndarray, logits: np.ndarray, ok: np.ndarray, test_logits: np.ndarray | None) -> None:
+    """Fold K's best checkpoint's logits: its validation rows (INDEX: rows of the folds file; OK: readable) and the test images."""
+    np.savez(fold_dir(member, k) / OOF, index=index, logits=logits, ok=ok)
+    if test_logits is not None:
+        np.savez(fold_dir(member, k) / TEST, logits=test_logits)
+
+
+def mark_fold_done(member: Path, k: int, val_f1: float, tta: str, run_id: str) -> None:
+    """Fold K is finished: a rerun keeps it."""
+    (fold_dir(member, k) / DONE).write_text(json.dumps({"fold": k, "val_f1": val_f1, "tta": tta, "mlflow_run_id": run_id}))
+
+
+def oof_macro_f1(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    return macro_f1(confusion(labels, logits.argmax(1), num_classes))
+
+
+def assemble_member(out: Path, data: TrainSet, folds: Folds, tta: str, test_ids: list[str], origin: dict, run_id: str) -> dict:
+    """Join the folds' OOF rows in folds-file order and average the folds' test logits; writes and returns member.json's record."""
+    n, c = len(data), len(data.classes)
+    oof = np.zeros((n, c), dtype=np.float32)
+    unreadable = 0
+    fold_f1 = []
+    test = None
+    for k in range(folds.k):
+        part = np.load(fold_dir(out, k) / OOF)
+        oof[part["index"]] = part["logits"]
+        unreadable += int((~part["ok"]).sum())
+        fold_f1.append(fold_done(out, k)["val_f1"])
+        if test_ids:
+            t = np.load(fold_dir(out, k) / TEST)["logits"]
+            test = t if test is None else test + t
+    np.savez_compressed(out / OOF, ids=np.asarray(data.paths), labels=data.labels, fold=folds.fold, logits=oof)
+    if test_ids:
+        np.savez_compressed(out / TEST, ids=np.asarray(test_ids), logits=(test / folds.k).astype(np.float32))
+    meta = {
+        "name": out.name,
+        "classes": list(data.classes),
+        "folds_fingerprint": folds.fingerprint,
+        "data_fingerprint": data.fingerprint,
+        "folds_file": str(folds.path.resolve()),
+        "data": str(data.root.resolve()),
+        "tta": tta,
+        "fold_f1": fold_f1,
+        "oof_f1": oof_macro_f1(oof, data.labels, c),
+        "unreadable_rows": unreadable,
+        "mlflow_run_id": run_id,
+        **origin,
+    }
+    (out / META).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def member_files(member: Path) -> list[Path]:
+    """The files that make the member (what its MLflow run keeps a copy of)."""
+    return [member / name for name in (META, "config.yaml", OOF, TEST) if (member / name).is_file()]
+
+
+def member_meta(d: str | Path) -> dict:
+    """member.json of member directory D."""
+    return json.loads((Path(d) / META).read_text())
 
 
 @dataclass
@@ -30,11 +141,11 @@ class Member:
 
 def load_member(d: str | Path) -> Member:
     d = Path(d)
-    if not (d / "member.json").is_file() or not (d / "oof.npz").is_file():
-        raise RockoptError(f"{d}: not a blend member (no member.json / oof.npz); make one with: rockopt cv --config CONFIG.yaml --out {d}")
-    meta = json.loads((d / "member.json").read_text())
-    oof = np.load(d / "oof.npz")
-    test = np.load(d / "test.npz") if (d / "test.npz").is_file() else None
+    if not (d / META).is_file() or not (d / OOF).is_file():
+        raise RockoptError(f"{d}: not a blend member (no {META} / {OOF}); make one with: rockopt cv --config CONFIG.yaml --out {d}")
+    meta = member_meta(d)
+    oof = np.load(d / OOF)
+    test = np.load(d / TEST) if (d / TEST).is_file() else None
     return Member(
         name=meta.get("name", d.name),
         dir=d,
@@ -75,7 +186,7 @@ def study_members(study: str, trials: list[int], root: str | Path = MEMBERS_ROOT
     """The member directories `cv` made for these trials of STUDY; names any missing one and how to make it."""
     found: dict[int, Path] = {}
     # a member of the trial's own recipe before one that cv trained with --set changes
-    metas = [(meta_file, json.loads(meta_file.read_text())) for meta_file in sorted(Path(root).glob("*/member.json"))]
+    metas = [(meta_file, json.loads(meta_file.read_text())) for meta_file in sorted(Path(root).glob(f"*/{META}"))]
     for meta_file, meta in sorted(metas, key=lambda m: bool(m[1].get("set"))):
         if meta.get("study") == study and meta.get("trial") in trials:
             found.setdefault(meta["trial"], meta_file.parent)

@@ -9,15 +9,15 @@ not, or its worker is gone; repair ends it KILLED.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from rockopt.search.storage import retry_failed
-from rockopt.tracking import client, end_left_running
+from rockopt.search.study import load_existing
+from rockopt.tracking import WORKER_TAG, client, end_left_running, process_gone
 
 
 @dataclass
@@ -25,20 +25,6 @@ class Diagnosis:
     study: optuna.Study
     stuck_trials: list[tuple[int, str]] = field(default_factory=list)  # (trial number, why)
     stuck_runs: list[tuple[str, str, str]] = field(default_factory=list)  # (run id, run name, why)
-
-
-def _local_worker_gone(worker: str) -> bool:
-    """True when WORKER (`host:pid[:wN]`) ran on this host and its process no longer exists."""
-    parts = worker.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _heartbeat_stale(study: optuna.Study) -> set[int]:
@@ -59,7 +45,7 @@ def diagnose(study: optuna.Study, local_only: bool = False) -> Diagnosis:
     running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     for n, t in running.items():
         worker = t.user_attrs.get("worker", "")
-        if _local_worker_gone(worker):
+        if process_gone(worker):
             d.stuck_trials.append((n, f"worker {worker} is gone"))
         elif n in stale:
             d.stuck_trials.append((n, f"no heartbeat from {worker or 'its worker'} within the grace period"))
@@ -70,8 +56,8 @@ def diagnose(study: optuna.Study, local_only: bool = False) -> Diagnosis:
         return d
     for run in mlflow.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'"):
         tags = run.data.tags
-        worker = tags.get("rockopt.worker", "")
-        if _local_worker_gone(worker):
+        worker = tags.get(WORKER_TAG, "")
+        if process_gone(worker):
             d.stuck_runs.append((run.info.run_id, run.info.run_name, f"worker {worker} is gone"))
         elif local_only:
             continue
@@ -95,6 +81,14 @@ def repair(d: Diagnosis) -> None:
         mlflow.set_tag(run_id, "rockopt.repaired", f"doctor: {why}")
         state = states.get(int(tags["trial_number"]), "FAIL") if "trial_number" in tags else None
         end_left_running(mlflow, run_id, tags, state, f"ended by repair: {why}")
+
+
+def examine(ref: str | Path, storage: str | None = None, study_name: str | None = None, *, fix: bool = False) -> Diagnosis:
+    """`rockopt doctor`: what is stuck in an existing study; repaired when FIX."""
+    d = diagnose(load_existing(ref, storage, study_name)[0])
+    if fix:
+        repair(d)
+    return d
 
 
 def repair_gone_local_workers(study: optuna.Study) -> Diagnosis:

@@ -1,34 +1,54 @@
-"""`rockopt best`: the top trials of a study, and exporting them for `train --config` and `cv`."""
+"""`rockopt best`: the top trials of a study, as records for scripts, and exported for `train --config` and `cv`."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rockopt.config import build_config, dump_config
-from rockopt.errors import ConfigError
 from rockopt.outputs import ensure_dir
-from rockopt.search.storage import describe_storage, exists_in, open_storage, resolve_storage
+from rockopt.search.storage import describe_storage
+from rockopt.search.study import load_existing
 from rockopt.tracking import client
 
 
-def study_name_of(ref: str | Path) -> str:
-    """`quick`, `studies/quick.yaml` and `/x/quick.yml` all name the study `quick`."""
-    p = Path(ref)
-    return p.stem if p.suffix in (".yaml", ".yml") else str(ref)
+@dataclass
+class BestTrials:
+    study_name: str
+    counts: dict[str, int]  # the study's trials by state, the states it has only
+    trials: list[FrozenTrial]  # the top complete trials, best first
+    params: list[str]  # the names of their parameters, sorted
+    exported: list[Path]  # a folder per trial, when asked
 
 
-def load_existing(ref: str | Path, storage: str | None = None, study_name: str | None = None) -> tuple[optuna.Study, str]:
-    name = study_name or study_name_of(ref)
-    url = resolve_storage(storage, name)
-    if not exists_in(url, name):
-        raise ConfigError(f"no study '{name}' in {describe_storage(url)}; start it with: rockopt search --study {ref}")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    return optuna.load_study(study_name=name, storage=open_storage(url)), url
+def best_trials(
+    ref: str | Path, top: int, storage: str | None = None, study_name: str | None = None, export: str | Path | None = None
+) -> BestTrials:
+    """The TOP complete trials of an existing study; written under EXPORT (`--export`) when given."""
+    if export:
+        ensure_dir(export, "--export")  # before the study is read: nothing is shown as if it will succeed
+    study, url = load_existing(ref, storage, study_name)
+    trials = top_trials(study, top)
+    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    names = sorted({k for t in trials for k in t.params})
+    exported = export_trials(study, trials, export, url) if export else []
+    return BestTrials(study.study_name, dict(sorted(counts.items())), trials, names, exported)
+
+
+def trial_records(best: BestTrials) -> list[dict[str, Any]]:
+    """One record per trial, for `--format json/csv`: rank, trial, value, epochs, MLflow run id, its parameters."""
+    return [
+        {"study": best.study_name, "rank": rank, "trial": t.number, "value": t.value, "epochs": t.user_attrs.get("epochs"),
+         "mlflow_run_id": t.user_attrs.get("mlflow_run_id", ""), **{k: t.params.get(k) for k in best.params}}
+        for rank, t in enumerate(best.trials, 1)
+    ]  # fmt: skip
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:

@@ -6,6 +6,8 @@ from typing import Any
 
 import optuna
 
+from rockopt.registry import lookup
+
 OPTUNA_SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
@@ -20,11 +22,11 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
 
 
 def create_optuna_sampler(name: str, settings: dict[str, Any]) -> optuna.samplers.BaseSampler:
-    return OPTUNA_SAMPLERS[name](**settings)
+    return lookup(OPTUNA_SAMPLERS, name, "sampler.name")(**settings)
 
 
 def create_pruner(name: str, settings: dict[str, Any]) -> optuna.pruners.BasePruner:
-    return PRUNERS[name](**settings)
+    return lookup(PRUNERS, name, "pruner.name")(**settings)
 
 
 def describe(name: str, settings: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@ creating the storage's tables and the study, and claiming an invocation number.
 
 The lock file lies beside a SQLite or journal storage; for a database server it is a file in
 the temp directory, which serialises the processes of one host (processes on several hosts
-differ by host name where that matters: see `runner.sampler_seed`).
+differ by host name where that matters: see `study.sampler_seed`).
 """
 
 from __future__ import annotations

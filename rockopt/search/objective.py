@@ -29,8 +29,9 @@ from rockopt.tracked_run import run_tags, train_in_run
 from rockopt.report import Reporter, duration, params_text
 from rockopt.search.space import suggest
 from rockopt.search.study_file import StudySpec
-from rockopt.tracking import TRIAL_TO_RUN_STATUS, Run, client, error_text, end_left_running
+from rockopt.tracking import WORKER_TAG, TRIAL_TO_RUN_STATUS, Run, client, error_text, end_left_running
 from rockopt.train.checkpoints import LAST, load_state
+from rockopt.train.engine import EpochResult, FitResult
 
 
 def free_accelerator_memory() -> None:
@@ -86,13 +87,39 @@ class Objective:
         self.worker, self.stopped = worker, stopped
         self.interrupted: int | None = None  # the trial a Ctrl-C or SIGTERM stopped
 
-    def _value(self, res) -> float:
-        return res.val_f1 if self.spec.objective.metric == "val_f1" else res.val_loss
-
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", self.worker)  # first: `doctor` checks whether this process still lives
         params = suggest(trial, self.spec.space)
-        inactive = set(self.spec.space) - set(params)
+        failed, saved = retried_from(trial)
+        run = self._start_run(trial, params, failed, saved)
+        epochs = EpochReport(trial, self.spec, self.reporter, self.stopped)
+        try:
+            result, run_dir = self._train(trial, params, run, epochs, failed, saved)
+        except optuna.TrialPruned:
+            epochs.finish(run, "PRUNED", pruned_at_epoch=epochs.done)
+            raise
+        except KeyboardInterrupt:
+            # Optuna marks the trial FAIL; the run was stopped, not broken, and the search queues it again
+            self.interrupted = trial.number
+            trial.set_user_attr("error", INTERRUPTED)
+            epochs.finish(run, "FAIL", "KILLED", **{"rockopt.error": "interrupted (Ctrl-C or SIGTERM)"})
+            raise
+        except Exception as e:  # any failure ends this trial only; Optuna records it FAIL and goes on
+            if not run_has_params(run):
+                run.log_params(params)
+            msg = error_text(e)
+            trial.set_user_attr("error", msg)
+            epochs.finish(run, "FAIL", **{"rockopt.error": msg})
+            free_accelerator_memory()
+            raise
+        best = min(h.val_loss for h in result.history) if self.spec.objective.metric == "val_loss" else result.best_f1
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        epochs.finish(run, "COMPLETE")
+        return best
+
+    def _start_run(self, trial: optuna.Trial, params: dict[str, Any], failed: optuna.trial.FrozenTrial | None, saved: dict | None) -> Run:
+        """The trial's MLflow run, under the search's parent run; a retry says what it continues."""
         tags = {
             "trial_number": str(trial.number),
             "trial_state": "RUNNING",
@@ -102,13 +129,12 @@ class Objective:
         baseline = bool(trial.user_attrs.get("rockopt.baseline"))
         if baseline:
             tags["rockopt.baseline"] = "true"
-        failed, saved = retried_from(trial)
         if failed is not None:
             tags["rockopt.retries_trial"] = str(failed.number)
             tags["rockopt.retries_run"] = failed.user_attrs.get("mlflow_run_id", "")
             if saved is not None:
                 tags["rockopt.resumed_at_epoch"] = str(saved["epoch"])
-        run = Run(self.experiment, f"trial-{trial.number}", tags={**tags, "rockopt.worker": self.worker}, parent_run_id=self.parent_run_id)
+        run = Run(self.experiment, f"trial-{trial.number}", tags={**tags, WORKER_TAG: self.worker}, parent_run_id=self.parent_run_id)
         trial.set_user_attr("mlflow_run_id", run.id)
         self.reporter.line(f"trial {trial.number} started{' (the default recipe)' if baseline else ''}: {params_text(params)}")
         if failed is not None:
@@ -118,69 +144,61 @@ class Objective:
                 f"trial {trial.number} retries trial {failed.number}, {why}: "
                 + (f"continuing after its epoch {saved['epoch']}" if saved else "from the start (it saved no epoch)")
             )
-        epochs_run = 0
-        best: float | None = None
-        better = max if self.spec.objective.direction == "maximize" else min
-        t0 = time.perf_counter()
+        return run
 
-        def report(res) -> None:
-            nonlocal epochs_run, best
-            epochs_run = res.epoch
-            value = self._value(res)
-            best = value if best is None else better(best, value)
-            eta = (time.perf_counter() - t0) / res.epoch * (cfg.epochs - res.epoch)
-            self.reporter.line(
-                f"trial {trial.number} epoch {res.epoch}/{cfg.epochs}  train_loss {res.train_loss:.4f}  "
-                f"{self.spec.objective.metric} {value:.4f}  best {best:.4f}  {res.seconds:.1f} s  eta {duration(eta)}"
-            )
-            if self.stopped():
-                raise KeyboardInterrupt  # Ctrl-C was pressed where something swallowed it
-            trial.report(value, res.epoch)
-            # after the trial's last epoch pruning saves nothing: the trial is complete, its value counts
-            if res.epoch < cfg.epochs and trial.should_prune():  # cfg: the trial's settings, set below
-                raise optuna.TrialPruned(f"pruned at epoch {res.epoch}")
+    def _train(
+        self, trial: optuna.Trial, params: dict[str, Any], run: Run, epochs: EpochReport, failed: optuna.trial.FrozenTrial | None, saved: dict | None
+    ) -> tuple[FitResult, Path]:
+        """The trial's settings, its run folder (with the failed trial's best.pt when it goes on from it), its training."""
+        cfg = build_config({**self.base, **params}, f"trial {trial.number}")
+        epochs.total = cfg.epochs
+        trial.set_user_attr("config", cfg.flat())
+        run_dir = self.out_dir / f"trial-{trial.number:04d}"
+        if cfg.save_checkpoint:  # known before it exists: keep_checkpoints removes it whatever the trial's end
+            trial.set_user_attr("checkpoint", str((run_dir / "best.pt").resolve()))
+        if saved is not None and Path(failed.user_attrs["checkpoint"]).is_file():
+            run_dir.mkdir(parents=True, exist_ok=True)  # its best epoch may stay the best
+            shutil.copy2(failed.user_attrs["checkpoint"], run_dir / "best.pt")
+        inactive = set(self.spec.space) - set(params)
+        result = train_in_run(
+            run, cfg, self.data, self.folds, cfg.fold, run_dir, on_epoch=epochs, progress=self.reporter.bar(),
+            omit_params=inactive, resume=saved,
+        )  # fmt: skip
+        return result, run_dir
 
-        def finish(state: str, status: str | None = None, **extra_tags: Any) -> None:
-            trial.set_user_attr("epochs", epochs_run)
-            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 1))
-            run.set_tags({"trial_state": state, **extra_tags})
-            run.end(status or TRIAL_TO_RUN_STATUS[state])
 
-        try:
-            cfg = build_config({**self.base, **params}, f"trial {trial.number}")
-            trial.set_user_attr("config", cfg.flat())
-            run_dir = self.out_dir / f"trial-{trial.number:04d}"
-            if cfg.save_checkpoint:  # known before it exists: keep_checkpoints removes it whatever the trial's end
-                trial.set_user_attr("checkpoint", str((run_dir / "best.pt").resolve()))
-            if saved is not None and Path(failed.user_attrs["checkpoint"]).is_file():
-                run_dir.mkdir(parents=True, exist_ok=True)  # its best epoch may stay the best
-                shutil.copy2(failed.user_attrs["checkpoint"], run_dir / "best.pt")
-            result = train_in_run(
-                run, cfg, self.data, self.folds, cfg.fold, run_dir, on_epoch=report, progress=self.reporter.bar(),
-                omit_params=inactive, resume=saved,
-            )  # fmt: skip
-        except optuna.TrialPruned:
-            finish("PRUNED", pruned_at_epoch=epochs_run)
-            raise
-        except KeyboardInterrupt:
-            # Optuna marks the trial FAIL; the run was stopped, not broken, and the search queues it again
-            self.interrupted = trial.number
-            trial.set_user_attr("error", INTERRUPTED)
-            finish("FAIL", "KILLED", **{"rockopt.error": "interrupted (Ctrl-C or SIGTERM)"})
-            raise
-        except Exception as e:  # any failure ends this trial only; Optuna records it FAIL and goes on
-            if not run_has_params(run):
-                run.log_params(params)
-            msg = error_text(e)
-            trial.set_user_attr("error", msg)
-            finish("FAIL", **{"rockopt.error": msg})
-            free_accelerator_memory()
-            raise
-        best = min(h.val_loss for h in result.history) if self.spec.objective.metric == "val_loss" else result.best_f1
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("run_dir", str(run_dir.resolve()))
-        finish("COMPLETE")
-        return best
+class EpochReport:
+    """A trial's epochs as they end (its line, the pruner's report), and its end (user attributes, run)."""
+
+    def __init__(self, trial: optuna.Trial, spec: StudySpec, reporter: Reporter, stopped: Callable[[], bool]):
+        self.trial, self.metric, self.reporter, self.stopped = trial, spec.objective.metric, reporter, stopped
+        self.better = max if spec.objective.direction == "maximize" else min
+        self.total = 0  # the trial's epochs, once its settings are known
+        self.done = 0  # epochs run
+        self.best: float | None = None
+        self.t0 = time.perf_counter()
+
+    def __call__(self, res: EpochResult) -> None:
+        self.done = res.epoch
+        value = res.val_f1 if self.metric == "val_f1" else res.val_loss
+        self.best = value if self.best is None else self.better(self.best, value)
+        eta = (time.perf_counter() - self.t0) / res.epoch * (self.total - res.epoch)
+        self.reporter.line(
+            f"trial {self.trial.number} epoch {res.epoch}/{self.total}  train_loss {res.train_loss:.4f}  "
+            f"{self.metric} {value:.4f}  best {self.best:.4f}  {res.seconds:.1f} s  eta {duration(eta)}"
+        )
+        if self.stopped():
+            raise KeyboardInterrupt  # Ctrl-C was pressed where something swallowed it
+        self.trial.report(value, res.epoch)
+        # after the trial's last epoch pruning saves nothing: the trial is complete, its value counts
+        if res.epoch < self.total and self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {res.epoch}")
+
+    def finish(self, run: Run, state: str, status: str | None = None, **extra_tags: Any) -> None:
+        self.trial.set_user_attr("epochs", self.done)
+        self.trial.set_user_attr("seconds", round(time.perf_counter() - self.t0, 1))
+        run.set_tags({"trial_state": state, **extra_tags})
+        run.end(status or TRIAL_TO_RUN_STATUS[state])
 
 
 def end_run_of(failed: optuna.trial.FrozenTrial) -> None:

@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rockopt.config import FIELDS, RUNTIME_KEYS, build_config, describe_validation_error, read_yaml
+from rockopt.config import FIELDS, RUNTIME_KEYS, build_config, read_yaml
 from rockopt.errors import ConfigError
+from rockopt.registry import lookup
 
 
 class _Strict(BaseModel):
@@ -100,10 +101,17 @@ class Param(_Strict):
         return self
 
     def values_to_check(self) -> list[Any]:
+        """Values a trial may draw, enough to tell whether a training setting takes them all:
+        each choice; the bounds; for a float, a value between them as a trial draws one (with
+        a fraction unless its step keeps to whole numbers), which an int setting refuses."""
         if self.type == "categorical":
             return list(self.choices or [])
-        cast = int if self.type == "int" else float
-        return [cast(self.low), cast(self.high)]
+        if self.type == "int":
+            return [int(self.low), int(self.high)]
+        between = self.low + (self.high - self.low) * 0.4142135623730951  # irrational: never whole by chance
+        if self.step is not None:
+            between = min(self.low + self.step, self.high)
+        return [float(self.low), float(self.high), between]
 
 
 class StudySpec(_Strict):
@@ -223,9 +231,11 @@ def validate_against_config(spec: StudySpec, source: str) -> None:
 
     for section, registry in (("sampler", OPTUNA_SAMPLERS), ("pruner", PRUNERS)):
         named: NamedSection = getattr(spec, section)
-        if named.name not in registry:
-            raise ConfigError(f"{source}: key '{section}.name': unknown {section} '{named.name}'; choose from {sorted(registry)}")
-        accepted = set(inspect.signature(registry[named.name]).parameters) - {"self"}
+        try:
+            kind = lookup(registry, named.name, f"{section}.name")
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        accepted = set(inspect.signature(kind).parameters) - {"self"}
         for key in named.model_extra or {}:
             if key not in accepted:
                 raise ConfigError(f"{source}: key '{section}.{key}': not a setting of the {named.name} {section}; it takes {sorted(accepted)}")
@@ -247,9 +257,18 @@ def validate_against_config(spec: StudySpec, source: str) -> None:
             if cond not in seen:
                 raise ConfigError(f"{source}: key 'space.{key}.when': '{cond}' must be a parameter listed above '{key}'")
             _check_when_values(source, key, cond, wanted, spec.space[cond])
-        for value in param.values_to_check():
-            build_config({**base, key: value}, f"{source}: space.{key}")
+        _check_values(base, key, param, source)
         seen.append(key)
+
+
+def _check_values(base: dict[str, Any], key: str, param: Param, source: str) -> None:
+    """Refuse a space whose trials would draw a value the setting cannot take: each would fail."""
+    for value in param.values_to_check():
+        try:
+            build_config({**base, key: value}, f"{source}: space.{key}")
+        except ConfigError as e:
+            between = param.type == "float" and value not in (param.low, param.high)
+            raise ConfigError(f"{e}, which a float range draws between low and high" if between else str(e)) from None
 
 
 def _check_when_values(source: str, key: str, cond: str, wanted: Any, parent: Param) -> None:

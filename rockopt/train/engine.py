@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from rockopt.config import TrainConfig
 from rockopt.data.dataset import ImageDataset
 from rockopt.data.samplers import create_batch_sampler
-from rockopt.data.samplers.schedule import hnm_ratio_at
 from rockopt.data.split import Split
 from rockopt.data.stream import Step, TrainStream, stream_plan
 from rockopt.data.transforms import build_eval_transform, build_transform, random_flips
@@ -205,10 +204,8 @@ def _training_data(cfg: TrainConfig, split: Split, device: torch.device, workers
         split.val_paths, split.val_labels, build_eval_transform(cfg.image_size), reader=image_reader(cfg, split.val_paths, split.data_root)
     )
     try:
-        batch_sampler = create_batch_sampler(
-            cfg.sampler_mode, split.train_labels, cfg.batch_size * cfg.accumulation_steps, cfg.seed,
-            hnm_memory=cfg.hnm_memory, hnm_ratio=cfg.hnm_ratio,
-        )  # fmt: skip
+        # every setting by its config key (the seed among them): each mode takes those it declares
+        batch_sampler = create_batch_sampler(cfg.sampler_mode, split.train_labels, cfg.batch_size * cfg.accumulation_steps, **cfg.model_dump())
     except ValueError as e:
         raise ConfigError(f"batch_size x accumulation_steps: {e}") from None
     stream = TrainStream(
@@ -232,15 +229,6 @@ def _build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
     model = to_device(model, device, cfg.channels_last)
     net = torch.compile(model) if cfg.compile else model
     return model, net, Normalize(*normalization(model), device, cfg.channels_last)
-
-
-def _set_hnm_ratio(batch_sampler, cfg: TrainConfig, epoch: int) -> float | None:
-    """The pool's share of each batch this epoch, set on a hard-negative sampler (None for the others)."""
-    if not hasattr(batch_sampler, "set_ratio"):
-        return None
-    ratio = hnm_ratio_at(epoch, cfg.epochs, cfg.hnm_ratio_schedule, cfg.hnm_ratio, cfg.hnm_ratio_start, cfg.hnm_ratio_warmup_epochs)
-    batch_sampler.set_ratio(ratio)
-    return ratio
 
 
 def _restore(saved: dict, model, optimizer, schedule, batch_sampler, precision: Precision) -> None:
@@ -315,7 +303,6 @@ def fit(
     with _epoch_task(progress, stream.steps_per_epoch) as (bar, task):
         for epoch in range(first, cfg.epochs + 1):
             bar.reset(task, description=f"epoch {epoch}/{cfg.epochs}")
-            ratio = _set_hnm_ratio(batch_sampler, cfg, epoch)
             t0 = time.perf_counter()
             model.train()
             for step in stream.epoch(epoch):
@@ -347,7 +334,7 @@ def fit(
                 images_per_s=seen / max(train_seconds, 1e-9),
                 skipped=len(run.skipped) + len(run.val_skipped),
                 hnm_staleness=run.staleness,
-                hnm_ratio=ratio,
+                hnm_ratio=batch_sampler.ratio,  # as the epoch's start set it
             )
             run.history.append(result)
             if result.val_f1 > run.best_f1:

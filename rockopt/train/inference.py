@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from rockopt.data.dataset import ImageDataset, seed_worker
 from rockopt.data.transforms import tta_views
 from rockopt.errors import ConfigError, RockoptError
-from rockopt.train.metrics import confusion_matrix
+from rockopt.train.confusion import confusion_matrix
 from rockopt.train.precision import Precision
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("ce", "weighted_ce", "focal")
+from rockopt.registry import lookup
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -28,6 +28,27 @@ def class_weights(train_labels: np.ndarray, num_classes: int, power: float) -> n
         raise ValueError(f"a label is >= num_classes={num_classes}")
     w = len(train_labels) / (num_classes * np.maximum(counts, 1))
     return (w**power).astype(np.float32)
+
+
+def _ce(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float, class_weight: torch.Tensor | None, focal_gamma: float) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none", label_smoothing=label_smoothing)
+
+
+def _weighted_ce(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float, class_weight: torch.Tensor | None, focal_gamma: float) -> torch.Tensor:
+    if class_weight is None:
+        raise ValueError("loss 'weighted_ce' needs class_weight")
+    return F.cross_entropy(logits, y, weight=class_weight, reduction="none", label_smoothing=label_smoothing)
+
+
+def _focal(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float, class_weight: torch.Tensor | None, focal_gamma: float) -> torch.Tensor:
+    logp = F.log_softmax(logits, dim=1)
+    k = logits.shape[1]
+    q = F.one_hot(y, k).float() * (1.0 - label_smoothing) + label_smoothing / k
+    return -(q * (1.0 - logp.exp()).pow(focal_gamma) * logp).sum(1)
+
+
+# name -> (float32 logits, y, label_smoothing, class_weight, focal_gamma) -> per-sample losses
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"ce": _ce, "weighted_ce": _weighted_ce, "focal": _focal}
 
 
 def per_sample_loss(
@@ -48,19 +69,7 @@ def per_sample_loss(
 
     focal: sum_c q_c (1 - p_c)^gamma (-log p_c) with the smoothed targets q; gamma 0 is ce.
     """
-    logits = logits.float()
-    if kind == "ce":
-        return F.cross_entropy(logits, y, reduction="none", label_smoothing=label_smoothing)
-    if kind == "weighted_ce":
-        if class_weight is None:
-            raise ValueError("loss 'weighted_ce' needs class_weight")
-        return F.cross_entropy(logits, y, weight=class_weight, reduction="none", label_smoothing=label_smoothing)
-    if kind == "focal":
-        logp = F.log_softmax(logits, dim=1)
-        k = logits.shape[1]
-        q = F.one_hot(y, k).float() * (1.0 - label_smoothing) + label_smoothing / k
-        return -(q * (1.0 - logp.exp()).pow(focal_gamma) * logp).sum(1)
-    raise ValueError(f"unknown loss '{kind}'; choose from {list(LOSSES)}")
+    return lookup(LOSSES, kind, "loss")(logits.float(), y, label_smoothing, class_weight, focal_gamma)
 
 
 def make_loss(
@@ -74,8 +83,7 @@ def make_loss(
     device: torch.device,
 ) -> LossFn:
     """(logits, y) -> per-sample losses, the class weights put on DEVICE once, not every step."""
-    if kind not in LOSSES:
-        raise ValueError(f"unknown loss '{kind}'; choose from {list(LOSSES)}")
+    lookup(LOSSES, kind, "loss")  # an unknown name fails here, not at the first step
     weight = None
     if kind == "weighted_ce":
         weight = torch.from_numpy(class_weights(train_labels, num_classes, class_weight_power)).to(device)

@@ -221,10 +221,6 @@ def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     if channels_last and device.type == "cuda":
         return model.to(device, memory_format=torch.channels_last)

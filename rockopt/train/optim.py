@@ -7,16 +7,30 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from rockopt.registry import lookup
+
+
+def _timm_optimizer(opt: str) -> Callable[..., torch.optim.Optimizer]:
+    def make(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        from timm.optim import create_optimizer_v2
+
+        # the fused kernels: one launch per step for all parameters, where they live on CUDA
+        fused = {"fused": True} if all(p.is_cuda for p in model.parameters()) else {}
+        return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **fused)
+
+    return make
+
+
+# name -> (model, lr, weight_decay) -> optimizer; timm's leave biases and norm layers without weight decay
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adamw": _timm_optimizer("adamw"),
+    "adam": _timm_optimizer("adam"),
+}
+
 
 def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """adamw | adam, through timm (no weight decay on biases and norm layers)."""
-    from timm.optim import create_optimizer_v2
-
-    if name not in ("adamw", "adam"):
-        raise KeyError(f"unknown optimizer '{name}'; choose from ['adam', 'adamw']")
-    # the fused kernels: one launch per step for all parameters, where they live on CUDA
-    fused = {"fused": True} if all(p.is_cuda for p in model.parameters()) else {}
-    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, **fused)
+    """An optimizer by name (OPTIMIZERS)."""
+    return lookup(OPTIMIZERS, name, "optimizer")(model, lr, weight_decay)
 
 
 class Schedule:
@@ -80,6 +94,4 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
 
 def create_schedule(name: str, optimizer: torch.optim.Optimizer, **kwargs) -> Schedule:
     """A schedule by name; kwargs: epochs, steps_per_epoch, warmup_epochs, min_lr, step_epochs, step_gamma."""
-    if name not in SCHEDULES:
-        raise KeyError(f"unknown scheduler '{name}'; choose from {sorted(SCHEDULES)}")
-    return SCHEDULES[name](optimizer, **kwargs)
+    return lookup(SCHEDULES, name, "scheduler")(optimizer, **kwargs)

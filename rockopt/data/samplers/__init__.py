@@ -4,33 +4,26 @@ Not to be confused with Optuna's samplers, which choose trial parameters (rockop
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from rockopt.data.samplers._balanced import BalancedSampler
 from rockopt.data.samplers._base import BatchSampler
 from rockopt.data.samplers._hnm import HardNegativeSampler
 from rockopt.data.samplers._uniform import UniformSampler
+from rockopt.registry import lookup
 
 BATCH_SAMPLERS: dict[str, type[BatchSampler]] = {
     cls.name: cls for cls in (UniformSampler, BalancedSampler, HardNegativeSampler)
 }
 
 
-def create_batch_sampler(
-    mode: str,
-    labels: np.ndarray,
-    effective_batch: int,
-    seed: int = 0,
-    *,
-    hnm_memory: int = 1024,
-    hnm_ratio: float = 0.25,
-) -> BatchSampler:
-    """A sampler by mode name; hnm_* settings apply to the hnm mode only."""
-    if mode not in BATCH_SAMPLERS:
-        raise KeyError(f"unknown sampler_mode '{mode}'; choose from {sorted(BATCH_SAMPLERS)}")
-    if mode == "hnm":
-        return HardNegativeSampler(labels, effective_batch, seed, memory=hnm_memory, ratio=hnm_ratio)
-    return BATCH_SAMPLERS[mode](labels, effective_batch, seed)
+def create_batch_sampler(mode: str, labels: np.ndarray, effective_batch: int, seed: int = 0, **settings: Any) -> BatchSampler:
+    """A sampler by mode name. SETTINGS: training settings by their config keys (a whole config's
+    may be given); each mode takes the ones it declares in `settings`, the rest are not its concern."""
+    cls = lookup(BATCH_SAMPLERS, mode, "sampler_mode")
+    return cls(labels, effective_batch, seed, **{kw: settings[key] for key, kw in cls.settings.items() if key in settings})
 
 
 __all__ = ["BATCH_SAMPLERS", "BatchSampler", "BalancedSampler", "HardNegativeSampler", "UniformSampler", "create_batch_sampler"]

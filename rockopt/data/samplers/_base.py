@@ -4,7 +4,7 @@ the training loop calls `update` after every optimizer step."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -17,8 +17,12 @@ class BatchSampler(ABC):
     """
 
     name: str = ""
+    #: the training settings a mode takes beyond (labels, effective_batch, seed): config key -> keyword
+    settings: ClassVar[dict[str, str]] = {}
     #: whether `update` needs per-sample losses (costs one device-to-host copy per step)
     needs_losses: bool = False
+    #: the share of each batch drawn from a pool of hard samples this epoch (None: the mode keeps none)
+    ratio: float | None = None
 
     def __init__(self, labels: np.ndarray, effective_batch: int, seed: int = 0):
         labels = np.asarray(labels, dtype=np.int64)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from rockopt.data.samplers._base import BatchSampler, ClassBalancedDraws
 from rockopt.data.samplers._pool import HardPool
+from rockopt.data.samplers.schedule import hnm_ratio_at
 
 
 class HardNegativeSampler(BatchSampler):
@@ -16,22 +18,45 @@ class HardNegativeSampler(BatchSampler):
     `round(ratio x effective_batch)` samples from the pool, with probability proportional to
     loss and without replacement, and fills the rest class-balanced. The pool is kept up to
     date from each step's losses (`HardPool`): a step's cost does not grow with the data set.
+
+    The ratio follows its schedule (`hnm_ratio_at`): each epoch's start sets that epoch's.
     """
 
     name = "hnm"
+    settings = {
+        "hnm_memory": "memory", "hnm_ratio": "ratio", "hnm_ratio_schedule": "ratio_schedule",
+        "hnm_ratio_start": "ratio_start", "hnm_ratio_warmup_epochs": "ratio_warmup_epochs", "epochs": "epochs",
+    }  # fmt: skip
     needs_losses = True
 
-    def __init__(self, labels: np.ndarray, effective_batch: int, seed: int = 0, memory: int = 1024, ratio: float = 0.25):
+    def __init__(
+        self,
+        labels: np.ndarray,
+        effective_batch: int,
+        seed: int = 0,
+        memory: int = 1024,
+        ratio: float = 0.25,
+        ratio_schedule: str = "constant",
+        ratio_start: float = 0.0,
+        ratio_warmup_epochs: int = 1,
+        epochs: int = 1,
+    ):
         super().__init__(labels, effective_batch, seed)
         if memory < 1:
             raise ValueError(f"hnm_memory must be >= 1, but got hnm_memory={memory}")
         self.memory = memory
-        self.set_ratio(ratio)
+        self._ratio_at = partial(
+            hnm_ratio_at, epochs=epochs, schedule=ratio_schedule, ratio=ratio, start=ratio_start, warmup_epochs=ratio_warmup_epochs
+        )
+        self.set_ratio(self._ratio_at(1))
         self._balanced = ClassBalancedDraws(self.labels)
         self._pool = HardPool(len(self.labels), memory)
 
+    def start_epoch(self, epoch: int) -> None:
+        self.set_ratio(self._ratio_at(epoch))
+
     def set_ratio(self, ratio: float) -> None:
-        """The share of each batch taken from the pool from the next draw on (a ratio schedule)."""
+        """The share of each batch taken from the pool from the next draw on."""
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"hnm_ratio must be in [0, 1], but got hnm_ratio={ratio}")
         self.ratio = ratio

@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
-RATIO_SCHEDULES = ("constant", "linear", "step")
+from collections.abc import Callable
+
+from rockopt.registry import lookup
+
+
+def _constant(epoch: int, epochs: int, ratio: float, start: float, warmup_epochs: int) -> float:
+    return ratio
+
+
+def _linear(epoch: int, epochs: int, ratio: float, start: float, warmup_epochs: int) -> float:
+    if epochs <= 1:
+        return ratio
+    t = (epoch - 1) / (epochs - 1)
+    return start + (ratio - start) * t
+
+
+def _step(epoch: int, epochs: int, ratio: float, start: float, warmup_epochs: int) -> float:
+    return start if epoch <= warmup_epochs else ratio
+
+
+# name -> (epoch, epochs, ratio, start, warmup_epochs) -> the ratio of that epoch
+RATIO_SCHEDULES: dict[str, Callable[[int, int, float, float, int], float]] = {
+    "constant": _constant,
+    "linear": _linear,
+    "step": _step,
+}
 
 
 def hnm_ratio_at(epoch: int, epochs: int, schedule: str, ratio: float, start: float, warmup_epochs: int) -> float:
@@ -11,13 +36,4 @@ def hnm_ratio_at(epoch: int, epochs: int, schedule: str, ratio: float, start: fl
     constant: ratio throughout; linear: from start at epoch 1 to ratio at the last epoch;
     step: start while epoch <= warmup_epochs, then ratio.
     """
-    if schedule == "constant":
-        return ratio
-    if schedule == "linear":
-        if epochs <= 1:
-            return ratio
-        t = (epoch - 1) / (epochs - 1)
-        return start + (ratio - start) * t
-    if schedule == "step":
-        return start if epoch <= warmup_epochs else ratio
-    raise ValueError(f"unknown hnm ratio schedule '{schedule}'; choose from {list(RATIO_SCHEDULES)}")
+    return lookup(RATIO_SCHEDULES, schedule, "hnm_ratio_schedule")(epoch, epochs, ratio, start, warmup_epochs)
