@@ -24,6 +24,8 @@ def search(
     quiet: QuietOpt = False,
 ) -> None:
     """Run an Optuna study over how a backbone is trained; every trial is an MLflow child run."""
+    import os
+
     from rockopt.cli.show import search_summary
     from rockopt.config import parse_sets
     from rockopt.report import next_step
@@ -34,6 +36,8 @@ def search(
     gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     if gpu_ids and workers == 1:
         workers = len(gpu_ids)
+    if gpu_ids and workers == 1:  # one GPU: this process is its worker (CUDA reads the variable when it starts)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids[0]
     overrides = parse_sets([*(set_ or []), *(extra or [])])
     request = resolve_request(
         study, data=data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name, overrides=overrides, workers=workers
