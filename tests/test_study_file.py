@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -137,3 +139,14 @@ def test_every_bundled_study_draws_trials_that_are_valid_settings(name):
         build_config({**base_settings(spec), **params}, f"{name}.yaml")  # raises on a key or value a trial could not use
         seen.update(params)
     assert seen == set(spec.space)  # every parameter, conditional ones included, is reachable
+
+
+def test_the_shipped_studies_find_the_shared_photos_and_weights_beside_a_checkout(rock25, lite0):
+    """quick and cpu name ../shared relative to the study file: from the checkout's studies/,
+    the folder beside the checkout."""
+    from rockopt.search.study_file import base_settings, load_study_file
+
+    for name in ("quick", "cpu"):
+        base = base_settings(load_study_file(name)[0])
+        assert Path(base["pretrained_file"]).resolve() == lite0.resolve(), name
+        assert Path(base["data"]).resolve() == rock25.resolve(), name
