@@ -8,9 +8,11 @@ and goes on in the member's MLflow run when the process that ran it was killed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from rockopt.config import RUNTIME_KEYS, TrainConfig, dump_config, load_config
+from rockopt.data.cache import stat_images
 from rockopt.data.folds import Folds
 from rockopt.data.layout import TrainSet
 from rockopt.ensemble.members import (
@@ -27,8 +29,8 @@ from rockopt.errors import ConfigError
 from rockopt.outputs import ensure_dir
 from rockopt.predict import predict_logits, test_images
 from rockopt.report import params_text
-from rockopt.tracked_run import prepare_data, run_tags, train_in_run
-from rockopt.tracking import WORKER_TAG, Run, client, end_left_running, left_running, this_process
+from rockopt.tracked_run import files_digest, prepare_data, run_tags, train_in_run
+from rockopt.tracking import WORKER_TAG, DatasetRecord, Run, client, end_left_running, left_running, this_process
 from rockopt.train.checkpoints import LAST, load_state
 
 MEMBER_TAG = "rockopt.member"  # the member directory a cv run makes (absolute)
@@ -49,6 +51,14 @@ def recipe_changes(cfg: TrainConfig, config_path: str | Path) -> dict:
     """The settings of CFG that differ from the exported configuration's and change what is learned."""
     exported = load_config(config_path, {}).flat()
     return {k: v for k, v in cfg.flat().items() if k not in RUNTIME_KEYS | {"data", "folds_file", "experiment"} and exported.get(k) != v}
+
+
+def testing_dataset(root: Path, ids: Sequence[str], paths: Sequence[str]) -> DatasetRecord:
+    """The test images a fold predicts, as an MLflow dataset input: test.csv's IDs and their files."""
+    # Path(): PATHS are spelled from the data directory already (absolute, or from here)
+    digest = files_digest("testing\n", ids, stat_images(Path(), paths))
+    root = root.resolve()
+    return DatasetRecord("testing", root.name, digest, str(root), len(ids), columns=("id", "path"))
 
 
 def member_run(experiment: str, name: str, tags: dict[str, str], log=print) -> Run:
@@ -91,6 +101,7 @@ def run_cv(
     out = ensure_dir(out, "--out") if out else ensure_dir(default_member_dir(cfg, config_path, origin), "out_dir")
     dump_config(cfg, out / "config.yaml")
     test_ids, test_paths = test_images(data.root) if (data.root / "test.csv").is_file() else ([], [])
+    testing = testing_dataset(data.root, test_ids, test_paths) if test_paths else None
 
     tags = {MEMBER_TAG: str(out.resolve()), "rockopt.tta": tta, **run_tags(data, folds, -1)}
     tags.pop("rockopt.fold")
@@ -106,7 +117,7 @@ def run_cv(
                     raise ConfigError(f"{out}: its finished folds used --tta {done.get('tta')}; resume with the same, or use another --out")
                 log(f"fold {k}: already done, kept")
                 continue
-            f1 = _cv_fold(cfg, data, folds, k, out, parent.id, tta, test_paths, progress, log)
+            f1 = _cv_fold(cfg, data, folds, k, out, parent.id, tta, test_paths, testing, progress, log)
             log(f"fold {k}: val macro-F1 {f1:.4f} (TTA {tta})")
         meta = assemble_member(out, data, folds, tta, test_ids, origin, parent.id)
         parent.log_metrics({"oof_f1": meta["oof_f1"], **{f"fold_{i}_f1": f for i, f in enumerate(meta["fold_f1"])}}, step=0)
@@ -115,7 +126,8 @@ def run_cv(
 
 
 def _cv_fold(
-    cfg: TrainConfig, data: TrainSet, folds: Folds, k: int, out: Path, parent_id: str, tta: str, test_paths: list[str], progress, log
+    cfg: TrainConfig, data: TrainSet, folds: Folds, k: int, out: Path, parent_id: str, tta: str,
+    test_paths: list[str], testing: DatasetRecord | None, progress, log,
 ) -> float:
     """Train fold K (from its last epoch, when a crash cut it short) in its own MLflow run, then
     predict with its best checkpoint; marks it done and returns its validation macro-F1."""
@@ -136,7 +148,10 @@ def _cv_fold(
         # the best epoch's checkpoint, with the member's TTA, on the fold's validation and the test images
         paths = data.abs_paths()
         val_logits, val_ok = predict_logits(result.checkpoint, [paths[i] for i in val], tta, data_root=data.root)
-        test_logits = predict_logits(result.checkpoint, test_paths, tta, data_root=data.root)[0] if test_paths else None
+        test_logits = None
+        if testing is not None:
+            run.log_datasets([testing])
+            test_logits = predict_logits(result.checkpoint, test_paths, tta, data_root=data.root)[0]
         write_fold_logits(out, k, val, val_logits, val_ok, test_logits)
         f1 = oof_macro_f1(val_logits, data.labels[val], len(data.classes))
         run.log_metrics({"oof_fold_f1": f1}, step=k)

@@ -5,15 +5,16 @@ Shared by `rockopt train`, search trials and `cv` folds.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from rockopt.config import RUNTIME_KEYS, TrainConfig, build_config, dump_config
-from rockopt.data.cache import data_cache_dir
+from rockopt.data.cache import data_cache_dir, stat_images
 from rockopt.data.folds import Folds, default_folds_path, load_or_create_folds
 from rockopt.data.layout import TrainSet, scan_train
 from rockopt.data.split import first_unreadable_class, make_split
@@ -22,7 +23,7 @@ from rockopt.outputs import ensure_dir
 from rockopt.report import Reporter, params_text
 from rockopt.train.checkpoints import LAST, load_state
 from rockopt.train.engine import EpochResult, FitResult, epoch_history, fit
-from rockopt.tracking import Run, confusion_png
+from rockopt.tracking import DatasetRecord, Run, confusion_png
 
 
 CLASS_F1_TABLE = "val_f1_per_class.json"
@@ -57,6 +58,29 @@ def run_tags(data: TrainSet, folds: Folds, fold: int) -> dict[str, str]:
     }
 
 
+def fold_datasets(data: TrainSet, folds: Folds, fold: int) -> list[DatasetRecord]:
+    """The training and validation images of FOLD, as the run's MLflow dataset inputs."""
+    head = f"{data.fingerprint}\n{folds.fingerprint}\nfold {fold}\n"
+    root = data.root.resolve()
+    records = []
+    for context, rows in zip(("training", "validation"), folds.split(fold)):
+        rels = [data.paths[i] for i in rows]
+        digest = files_digest(f"{context}\n{head}", rels, stat_images(data.root, rels))
+        records.append(DatasetRecord(context, root.name, digest, str(root), len(rels)))
+    return records
+
+
+def files_digest(head: str, names: Sequence[str], stats: Sequence[Sequence[int]]) -> str:
+    """32 hex digits of HEAD and each file's name, bytes and mtime (STATS, as `stat_images` gives them).
+
+    The data fingerprint covers paths, labels and sizes, not content: a file rewritten at the
+    same size keeps it. Its mtime changes, so a dataset digest adds it, as the image cache does;
+    hashing the pixels would read the whole data set every run.
+    """
+    lines = "".join(f"{n}\t{size}\t{mtime}\n" for n, (size, mtime) in zip(names, stats))
+    return hashlib.sha256((head + lines).encode()).hexdigest()[:32]
+
+
 def train_in_run(
     run: Run,
     cfg: TrainConfig,
@@ -82,6 +106,7 @@ def train_in_run(
     check_fold(folds, fold)
     cfg = cfg.model_copy(update={"fold": fold, "folds": folds.k})
     split = make_split(data, folds, fold)
+    run.log_datasets(fold_datasets(data, folds, fold))  # before training: a run that fails still says what it read
     run_dir.mkdir(parents=True, exist_ok=True)
     log_epoch = _EpochLog(run, data.classes, on_epoch)
     earlier = epoch_history(resume) if resume is not None else []
