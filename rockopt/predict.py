@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from rockopt.config import build_config, load_config
+from rockopt.config import TrainConfig, build_config, load_config
 from rockopt.data.dataset import ImageDataset
 from rockopt.data.layout import read_test_csv, resolve_test_path, write_submission
 from rockopt.data.transforms import build_eval_transform
-from rockopt.errors import DataError, RockoptError
+from rockopt.errors import ConfigError, DataError, RockoptError
 from rockopt.metrics import softmax
 from rockopt.outputs import ensure_parent
 from rockopt.train.checkpoints import load_checkpoint
@@ -45,6 +47,63 @@ def find_predictor(model_dir: str | Path) -> Predictor:
     return Predictor(ckpts, config, classes)
 
 
+@dataclass
+class Network:
+    """One checkpoint's model on its device, ready for inference, with what predicting needs of its settings."""
+
+    model: torch.nn.Module
+    norm: Normalize
+    precision: Precision
+    cfg: TrainConfig
+    classes: list[str]
+    device: torch.device
+
+
+def load_network(checkpoint: str | Path, state: dict | None = None, fallback_device: bool = False) -> Network:
+    """The network of CHECKPOINT (or its already loaded STATE), in eval mode on the settings' device.
+
+    FALLBACK_DEVICE: a device the settings name that this machine lacks (a model trained on a
+    GPU, served on a CPU) becomes the best one here instead of an error.
+    """
+    state = state if state is not None else load_checkpoint(checkpoint)
+    cfg = build_config(state["config"], f"{checkpoint}")
+    try:
+        device = resolve_device(cfg.device)
+    except ConfigError:
+        if not fallback_device:
+            raise
+        device = resolve_device("auto")
+    model = create_model(cfg.backbone, len(state["classes"]), pretrained=False, pretrained_file=None)
+    model.load_state_dict(state["model"])
+    model = to_device(model, device, cfg.channels_last).eval()
+    norm = Normalize(*normalization(model), device, cfg.channels_last)
+    return Network(model, norm, Precision(cfg.amp, device), cfg, list(state["classes"]), device)
+
+
+def network_logits(net: Network, ds: ImageDataset, tta: str = "none", batch_size: int | None = None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of NET (mean over TTA views) for every image of DS, and a mask of the rows that could be read.
+
+    Unreadable images get zero logits (a uniform prediction) and mask False. Batches of
+    2 x the training batch size unless BATCH_SIZE; loader workers as the settings say unless WORKERS.
+    """
+    bs = batch_size or 2 * net.cfg.batch_size
+    workers = resolve_workers(net.cfg.num_workers) if workers is None else workers
+    out = np.zeros((len(ds), len(net.classes)), dtype=np.float32)
+    ok = np.zeros(len(ds), dtype=bool)
+    for chunk, logits in logits_by_chunk(net.model, eval_loader(ds, bs, workers, net.device), net.norm, net.precision, tta):
+        if logits is not None:
+            idx = np.asarray(chunk["index"])
+            out[idx] = logits.cpu().numpy()
+            ok[idx] = True
+    return out, ok
+
+
+def eval_dataset(cfg: TrainConfig, paths: list, reader=None) -> ImageDataset:
+    """PATHS (or whatever READER reads by index) through the evaluation transform of CFG: the
+    largest centre square, resized to the image size."""
+    return ImageDataset(paths, None, build_eval_transform(cfg.image_size), reader=reader)
+
+
 def predict_logits(
     checkpoint: str | Path, paths: list[str], tta: str = "none", batch_size: int | None = None, data_root: str | Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -55,26 +114,19 @@ def predict_logits(
 
     Unreadable images get zero logits (a uniform prediction) and mask False.
     """
-    state = load_checkpoint(checkpoint)
-    cfg = build_config(state["config"], f"{checkpoint}")
-    device = resolve_device(cfg.device)
-    model = create_model(cfg.backbone, len(state["classes"]), pretrained=False, pretrained_file=None)
-    model.load_state_dict(state["model"])
-    model = to_device(model, device, cfg.channels_last).eval()
-    norm = Normalize(*normalization(model), device, cfg.channels_last)
-    precision = Precision(cfg.amp, device)
-    bs = batch_size or 2 * cfg.batch_size
-    workers = resolve_workers(cfg.num_workers)
+    net = load_network(checkpoint)
+    cfg = net.cfg
     reader = image_reader(cfg.model_copy(update={"cache": "auto"} if cfg.cache == "build" else {}), paths, str(data_root)) if data_root else None
-    ds = ImageDataset(paths, None, build_eval_transform(cfg.image_size), reader=reader)
-    out = np.zeros((len(paths), len(state["classes"])), dtype=np.float32)
-    ok = np.zeros(len(paths), dtype=bool)
-    for chunk, logits in logits_by_chunk(model, eval_loader(ds, bs, workers, device), norm, precision, tta):
-        if logits is not None:
-            idx = np.asarray(chunk["index"])
-            out[idx] = logits.cpu().numpy()
-            ok[idx] = True
-    return out, ok
+    return network_logits(net, eval_dataset(cfg, paths, reader), tta, batch_size)
+
+
+def mean_logits(per_checkpoint: Iterable[np.ndarray]) -> np.ndarray:
+    """The mean of the fold models' logits, summed in fold order as `cv` sums a member's test logits."""
+    total, n = None, 0
+    for logits in per_checkpoint:
+        total = logits if total is None else total + logits
+        n += 1
+    return (total / n).astype(np.float32)
 
 
 def test_images(data_root: str | Path) -> tuple[list[str], list[str]]:
@@ -95,11 +147,7 @@ def predict_dir(model_dir: str | Path, data_root: str | Path, tta: str = "none")
     p = find_predictor(model_dir)
     load_config(p.config_path)  # a broken config should fail here, not mid-way
     ids, paths = test_images(data_root)
-    total = None
-    for ckpt in p.checkpoints:
-        logits, _ = predict_logits(ckpt, paths, tta, data_root=data_root)
-        total = logits if total is None else total + logits
-    return ids, total / len(p.checkpoints), p.classes
+    return ids, mean_logits(predict_logits(ckpt, paths, tta, data_root=data_root)[0] for ckpt in p.checkpoints), p.classes
 
 
 def write_predictions(model_dir: str | Path, data_root: str | Path, out: str | Path, tta: str = "none", save_logits: bool = False) -> tuple[Path, int]:

@@ -29,6 +29,8 @@ LAYERS: dict[str, int] = {
     "rockopt.predict": 3,
     "rockopt.ensemble": 4,
     "rockopt.cv": 4,
+    "rockopt.pyfunc": 4,
+    "rockopt.model_registry": 4,
     "rockopt.search": 5,
     "rockopt.cli": 6,
     "rockopt.__main__": 6,

@@ -27,6 +27,11 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 Tta = Literal["none", "flip", "d4"]  # the names of transforms.TTA_SETS (a test ties them)
 TtaOpt = Annotated[Tta, typer.Option("--tta", help="Test-time augmentation: the mean of the model over these views.")]
 
+RegisterOpt = Annotated[
+    str | None, typer.Option("--register", help="Also log it as an MLflow model and register it as a new version of this name.")
+]
+AliasOpt = Annotated[str, typer.Option("--alias", help="With --register: the alias moved onto the new version.")]
+
 
 def console(stderr: bool = False):
     """Results on stdout, messages on stderr; wide when piped, so lines and tables stay whole."""

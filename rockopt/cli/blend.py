@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from rockopt.cli._options import DataOpt, OptionalStudyOpt, StorageOpt, StudyNameOpt, console
+from rockopt.cli._options import AliasOpt, DataOpt, OptionalStudyOpt, RegisterOpt, StorageOpt, StudyNameOpt, console
 from rockopt.ensemble.members import MEMBERS_ROOT
 
 BlendMethod = Literal["auto", "mean", "greedy", "weights"]  # "auto" and the names of ensemble.methods.METHODS
@@ -27,6 +27,8 @@ def blend(
     data: DataOpt = None,
     storage: StorageOpt = None,
     members_root: Annotated[Path, typer.Option("--members-root", help="Where cv members live (with --study).")] = MEMBERS_ROOT,
+    register: RegisterOpt = None,
+    alias: AliasOpt = "champion",
 ) -> None:
     """Fit ensemble weights on the members' OOF logits; report in-sample and cross-validated macro-F1; write a submission.
 
@@ -36,7 +38,7 @@ def blend(
 
     dirs = _member_dirs([*(members or []), *(more or [])], study, top, storage, study_name, members_root)
     err = console(stderr=True)
-    done = run_blend(dirs, method, offsets, out, data, log=lambda s: err.print(s, highlight=False))
+    done = run_blend(dirs, method, offsets, out, data, log=lambda s: err.print(s, highlight=False), register=register, alias=alias)
     out_console = console()
     out_console.print(_scores_table(done.result))
     if done.result.method.startswith("member:"):
@@ -46,6 +48,13 @@ def blend(
         )
     for f in done.files:
         out_console.print(f"wrote {f}", highlight=False)
+    if done.model:
+        m = done.model
+        out_console.print(
+            f"registered the ensemble as {m.name} version {m.version}: {m.registered_uri} "
+            f"(model {m.model_id}, {m.size_bytes / 1e6:.1f} MB, linked to run {m.run_id})",
+            highlight=False,
+        )
 
 
 def _member_dirs(dirs: list[Path], study: str | None, top: int, storage: str | None, study_name: str | None, root: Path) -> list[Path]:

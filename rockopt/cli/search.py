@@ -7,7 +7,19 @@ from typing import Annotated, Literal
 
 import typer
 
-from rockopt.cli._options import DataOpt, ExtraSets, QuietOpt, SetOpt, StorageOpt, StudyNameOpt, StudyOpt, console
+from rockopt.cli._options import (
+    AliasOpt,
+    DataOpt,
+    ExtraSets,
+    QuietOpt,
+    RegisterOpt,
+    SetOpt,
+    StorageOpt,
+    StudyNameOpt,
+    StudyOpt,
+    Tta,
+    console,
+)
 
 
 def search(
@@ -61,15 +73,25 @@ def best(
     format_: Annotated[
         Literal["table", "json", "csv"], typer.Option("--format", "-f", help="table for people; json or csv for scripts (on stdout).")
     ] = "table",
+    register: RegisterOpt = None,
+    alias: AliasOpt = "champion",
+    tta: Annotated[Tta, typer.Option("--tta", help="With --register: the model's test-time augmentation.")] = "none",
 ) -> None:
-    """The best complete trials of a study; --export writes them for `train --config` and `cv`."""
+    """The best complete trials of a study; --export writes them for `train --config` and `cv`; --register makes the best an MLflow model."""
     from rockopt.cli.show import trials_table
     from rockopt.report import next_step
     from rockopt.search.export import best_trials, trial_records
 
+    if register is not None:
+        from rockopt.model_registry import check_registration
+
+        check_registration(register, alias)  # before anything is exported
     b = best_trials(study, top, storage=storage, study_name=study_name, export=export)
+    registered = _register_best(study, register, alias, tta, storage, study_name) if register is not None else None
     if format_ != "table":
         _print_records(trial_records(b), b.params, format_)
+        if registered:
+            console(stderr=True).print(registered, highlight=False)  # stdout holds the records only
         return
     out = console()
     out.print(trials_table(b))
@@ -77,12 +99,25 @@ def best(
         out.print("no complete trial yet")
     for d in b.exported:
         out.print(f"exported {d}", highlight=False)
+    if registered:
+        out.print(registered, highlight=False)
     if b.exported:
         name = f" --study-name {study_name}" if study_name else ""
         next_step(
             f"rockopt cv --config {b.exported[0]}/config.yaml (and each other exported trial's), then",
             f"rockopt blend --study {study}{name} --top {len(b.exported)} --out runs/blend",
         )
+
+
+def _register_best(study: str, name: str, alias: str, tta: str, storage: str | None, study_name: str | None) -> str:
+    """Register the best trial; the line that says what was registered."""
+    from rockopt.search.export import register_best
+
+    trial, model = register_best(study, name, alias, tta, storage, study_name)
+    return (
+        f"registered trial {trial.number} as {model.name} version {model.version}: {model.registered_uri} "
+        f"(model {model.model_id}, {model.size_bytes / 1e6:.1f} MB, linked to run {model.run_id})"
+    )
 
 
 def _print_records(rows: list[dict], names: list[str], fmt: str) -> None:

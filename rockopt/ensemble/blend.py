@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from rockopt.data.layout import write_submission
-from rockopt.ensemble.members import Member, check_compatible, load_member
+from rockopt.ensemble.members import Member, check_compatible, fold_dir, load_member
 from rockopt.ensemble.methods import METHODS, Blend, fit
 from rockopt.ensemble.score import MacroF1
 from rockopt.errors import RockoptError
 from rockopt.metrics import softmax
+from rockopt.model_registry import DEFAULT_ALIAS, LoggedModel, MemberSpec, check_registration, log_and_register
 from rockopt.outputs import ensure_dir
 from rockopt.registry import lookup
 from rockopt.tracking import Run
@@ -126,8 +127,13 @@ def write_blend(result: BlendResult, out: str | Path) -> list[Path]:
 
 def test_labels(result: BlendResult) -> list[str]:
     """Predicted class names of the test rows (offsets applied)."""
-    classes = result.members[0].classes
-    scores = np.log(result.test_probs + 1e-12) + result.blend.offsets if result.blend.offsets.any() else result.test_probs
+    return blend_labels(result.test_probs, result.blend.offsets, result.members[0].classes)
+
+
+def blend_labels(probs: np.ndarray, offsets: np.ndarray, classes: list[str]) -> list[str]:
+    """Class names of blended PROBS, with the blend's per-class OFFSETS added to their log (when fitted).
+    The submission's labels and the registered model's both come from here."""
+    scores = np.log(probs + 1e-12) + offsets if offsets.any() else probs
     return [classes[i] for i in scores.argmax(1)]
 
 
@@ -136,17 +142,25 @@ class BlendRun:
     result: BlendResult
     files: list[Path]  # what OUT got: weights.json, blend.npz, and submission.csv where the members have test rows
     run_id: str
+    model: LoggedModel | None = None  # with `register`: the ensemble as a registered MLflow model
 
 
 def run_blend(
     dirs: list[str | Path], method: str = AUTO, offsets: bool = False, out: str | Path = "runs/blend",
     data: str | Path | None = None, log: Callable[[str], None] = lambda s: None,
+    register: str | None = None, alias: str = DEFAULT_ALIAS,
 ) -> BlendRun:  # fmt: skip
     """`rockopt blend`: blend the members in DIRS, write the results to OUT, and record them in an
     MLflow run (`blend-METHOD`, in the members' study's experiment). The submission takes its
-    rows from DATA, by default the data set the first member was trained on."""
+    rows from DATA, by default the data set the first member was trained on. REGISTER: also
+    log the ensemble behind the submission as a model of that run, a new version of that name."""
+    check_registration(register, alias)
     out = ensure_dir(out, "--out")  # before the fitting, which takes a while
     members = [load_member(d) for d in dirs]
+    if register:
+        fold_checkpoints(members[0])  # a member without its fold models is refused before the fitting
+        for m in members[1:]:
+            fold_checkpoints(m)
     result = blend_members(members, method, offsets, log=log)
     files = write_blend(result, out)
     ref = members[0]
@@ -156,7 +170,29 @@ def run_blend(
         if result.test_probs is not None:
             files.append(write_submission(_data_root(data, ref), list(ref.test_ids), test_labels(result), out / "submission.csv"))
         run.log_artifacts(files)
-    return BlendRun(result, files, run.id)
+    model = None
+    if register:
+        log(f"logging and registering the ensemble as {register} ...")
+        model = log_and_register(run.id, ref.classes, ensemble_spec(result), offsets=result.blend.offsets, name=register, alias=alias)
+    return BlendRun(result, files, run.id, model)
+
+
+def fold_checkpoints(member: Member) -> list[Path]:
+    """The member's fold models (fold-K/best.pt), in fold order: the order `cv` sums their test logits in."""
+    paths = [fold_dir(member.dir, k) / "best.pt" for k in range(len(member.meta.get("fold_f1", [])))]
+    missing = [p for p in paths if not p.is_file()]
+    if not paths or missing:
+        raise RockoptError(f"member {member.dir}: no fold model {missing[0] if missing else 'fold-*/best.pt'}: cannot make a model of it")
+    return paths
+
+
+def ensemble_spec(result: BlendResult) -> list[MemberSpec]:
+    """The members that carry weight in the blend, with their fold models, TTA and weight."""
+    return [
+        MemberSpec(m.name, m.meta.get("tta", "none"), float(w), fold_checkpoints(m))
+        for m, w in zip(result.members, result.blend.weights)
+        if w > 0  # a member left out adds nothing: 0 x its probabilities
+    ]
 
 
 def score_metrics(rows: list[Row]) -> dict[str, float]:

@@ -13,6 +13,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rockopt.config import build_config, dump_config
+from rockopt.errors import ConfigError
+from rockopt.model_registry import LoggedModel, check_registration, log_run_checkpoint
 from rockopt.outputs import ensure_dir
 from rockopt.search.storage import describe_storage
 from rockopt.search.study import load_existing
@@ -93,3 +95,23 @@ def export_trials(
             mlflow.set_tag(run_id, "rockopt.exported_to", str(d.resolve()))
         written.append(d)
     return written
+
+
+def register_best(
+    ref: str | Path, name: str, alias: str, tta: str = "none", storage: str | None = None, study_name: str | None = None
+) -> tuple[FrozenTrial, LoggedModel]:
+    """`best --register`: the best complete trial's best.pt as an MLflow model linked to the trial's
+    run (at its best epoch), registered as a new version of NAME with ALIAS on it."""
+    check_registration(name, alias)
+    study, _ = load_existing(ref, storage, study_name)
+    trials = top_trials(study, 1)
+    if not trials:
+        raise ConfigError(f"study '{study.study_name}' has no complete trial yet: nothing to register")
+    t = trials[0]
+    ckpt, run_id = t.user_attrs.get("checkpoint"), t.user_attrs.get("mlflow_run_id")
+    if not ckpt or not Path(ckpt).is_file():
+        raise ConfigError(f"trial {t.number} of study '{study.study_name}' kept no checkpoint ({ckpt or 'none recorded'}): nothing to register")
+    if not run_id:
+        raise ConfigError(f"trial {t.number} of study '{study.study_name}' names no MLflow run to link the model to")
+    step = int(t.user_attrs.get("best_epoch") or 0)  # the run's metrics at its best epoch go with the model
+    return t, log_run_checkpoint(run_id, ckpt, step, name, alias, tta)
