@@ -14,7 +14,7 @@ import io
 import json
 import os
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,21 @@ def check_registration(name: str | None, alias: str = DEFAULT_ALIAS) -> None:
         raise ConfigError(f"--alias '{alias}': an alias has only letters, digits, '_' and '-'")
     if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
         raise ConfigError(f"--alias '{alias}': reserved by MLflow (latest, v<number>)")
+    check_registry()
+
+
+def check_registry() -> None:
+    """Refuse, before any work, a store whose model registry cannot be used (MLFLOW_REGISTRY_URI
+    on a file store, a server without one): one line naming it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    use_store()
+    try:
+        MlflowClient(tracking_uri()).search_registered_models(max_results=1)
+    except (MlflowException, OSError) as e:
+        where = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri()
+        raise ConfigError(f"--register: the MLflow store {mask_url(where)} offers no model registry: {mask_url(_mlflow_message(e))[:300]}") from None
 
 
 def use_store() -> str:
@@ -179,16 +194,31 @@ def register(model: LoggedModel, name: str, alias: str = DEFAULT_ALIAS) -> Logge
 
     check_registration(name, alias)
     c = client()
+    created = False
     try:
         c.create_registered_model(name)
+        created = True
     except MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":
             raise ConfigError(f"--register '{name}': {_mlflow_message(e)}") from None
-    # the model's own artifact location: a models:/ source would be looked up through the global store on SQLite
-    location = c.get_logged_model(model.model_id).artifact_location
-    mv = c.create_model_version(name, source=location, run_id=model.run_id, model_id=model.model_id, tags={"rockopt.model_id": model.model_id})
-    c.set_registered_model_alias(name, alias, mv.version)
-    model.name, model.version, model.alias = name, str(mv.version), alias
+    version = None
+    try:
+        # the model's own artifact location: a models:/ source would be looked up through the global store on SQLite
+        location = c.get_logged_model(model.model_id).artifact_location
+        tags = {"rockopt.model_id": model.model_id}
+        version = c.create_model_version(name, source=location, run_id=model.run_id, model_id=model.model_id, tags=tags).version
+        c.set_registered_model_alias(name, alias, version)
+    except BaseException as e:
+        # undo this call's entries: the alias stays where it was, no version points nowhere
+        with suppress(Exception):
+            if created:
+                c.delete_registered_model(name)
+            elif version is not None:
+                c.delete_model_version(name, version)
+        if isinstance(e, MlflowException):
+            raise ConfigError(f"--register '{name}': {_mlflow_message(e)}") from None
+        raise
+    model.name, model.version, model.alias = name, str(version), alias
     return model
 
 
@@ -198,7 +228,19 @@ def log_and_register(
     """log_model, then register when NAME is given (name and alias checked first)."""
     check_registration(name, alias)
     model = log_model(run_id, classes, members, offsets, step)
-    return register(model, name, alias) if name else model
+    if not name:
+        return model
+    try:
+        return register(model, name, alias)
+    except BaseException:
+        _forget(model)  # nothing half-done: no logged model without the version it was logged for
+        raise
+
+
+def _forget(model: LoggedModel) -> None:
+    """Delete a logged model whose registration failed (best effort: the first error is the one to show)."""
+    with suppress(Exception):
+        client().delete_logged_model(model.model_id)
 
 
 def load_model(uri: str):

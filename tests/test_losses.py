@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from rockopt.data.samplers import HardNegativeSampler, create_batch_sampler
-from rockopt.errors import ConfigError
 from rockopt.data.samplers.schedule import RATIO_SCHEDULES, hnm_ratio_at
+from rockopt.errors import ConfigError
 from rockopt.train.losses import LOSSES, class_weights, make_loss, per_sample_loss
 
 LOGITS = torch.tensor(

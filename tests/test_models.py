@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import mlflow
 import optuna
 import pandas as pd
-import pytest
 import requests
 import torch
 import yaml
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import TINY
+from tests.conftest import TINY, serving
 
 STUDY = {
     "data": {"folds": 4, "fold": 0, "image_size": 32},
@@ -121,12 +116,6 @@ def test_blend_register_predicts_the_blend_s_submission(run_cli, demo_data, work
     assert blend_run.info.run_name == "blend-weights" and blend_run.info.status == "FINISHED"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, rows: list[str]) -> requests.Response:
     return requests.post(url, json={"dataframe_split": {"columns": ["image"], "data": [[r] for r in rows]}}, timeout=60)
 
@@ -138,22 +127,8 @@ def test_a_served_model_answers_as_the_pyfunc_and_refuses_a_bad_row_by_number(ru
     paths = _test_paths(demo_data)[:3]
     expected = list(mlflow.pyfunc.load_model("models:/srv@champion").predict(pd.DataFrame({"image": paths}))["label"])
 
-    port = _free_port()
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}  # the server runs `uvicorn` from PATH
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/srv@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    log = open(workdir / "serve.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/ping", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.time() < deadline, (workdir / "serve.log").read_text()[-2000:]
-            time.sleep(0.25)
+    args = ["models", "serve", "-m", "models:/srv@champion", "--env-manager", "local", "-h", "127.0.0.1", "-w", "1"]
+    with serving(args, "/ping", workdir / "serve.log") as url:
         ok = _post(f"{url}/invocations", [_b64(paths[0]), _b64(paths[1]), paths[2]])  # base64 and a path on the server
         assert ok.status_code == 200, ok.text
         assert [p["label"] for p in ok.json()["predictions"]] == expected
@@ -162,16 +137,8 @@ def test_a_served_model_answers_as_the_pyfunc_and_refuses_a_bad_row_by_number(ru
             refused = _post(f"{url}/invocations", [_b64(paths[0]), bad])
             assert refused.status_code == 400, refused.text
             assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE" and f"row 1: {why}" in refused.json()["message"]
-        again = _post(f"{url}/invocations", [paths[2]])
+        again = _post(f"{url}/invocations", [paths[2]])  # the server lives on after a refusal
         assert again.status_code == 200 and again.json()["predictions"][0]["label"] == expected[2]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_register_refuses_what_it_cannot_do_in_one_line_and_registers_nothing(run_cli, demo_data, workdir):
@@ -210,3 +177,32 @@ def test_train_log_model_links_a_model_to_its_run_and_registers_nothing(run_cli,
     assert len(run.outputs.model_outputs) == 1
     code, _, err = run_cli("predict", "--model", f"runs:/{run.info.run_id}/classifier", "--data", demo_data, "--out", "sub.csv")
     assert code == 0, err
+
+
+def test_a_store_without_a_registry_is_refused_before_training(run_cli, demo_data, workdir, monkeypatch):
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", (workdir / "file-registry").as_uri())  # MLflow 3 refuses a file registry
+    code, out, err = run_cli("train", "--data", demo_data, "-q", "--register", "rocks", "--set", *_member_sets())
+    assert code == 2 and err.count("\n") == 1 and "offers no model registry" in err and "file-registry" in err, err
+    assert "epoch" not in out + err
+
+
+def test_a_registration_that_fails_leaves_no_model_version_or_moved_alias(run_cli, demo_data, workdir, monkeypatch):
+    code, _, err = run_cli("train", "--data", demo_data, "-q", "--register", "rocks", "--set", *_member_sets(folds=2))
+    assert code == 0, err
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("rockopt-train").experiment_id
+    assert len(client.search_logged_models([experiment])) == 1
+
+    def refuse(self, name, alias, version):
+        raise MlflowException("the registry went away", error_code="TEMPORARILY_UNAVAILABLE")
+
+    with monkeypatch.context() as m:
+        m.setattr(MlflowClient, "set_registered_model_alias", refuse)
+        for name in ("rocks", "fresh"):  # a second version of a name, and a new name
+            code, out, err = run_cli("train", "--data", demo_data, "-q", "--register", name, "--set", *_member_sets(folds=2))
+            last = err.strip().splitlines()[-1]  # after the training's own lines
+            assert code == 2 and err.count("error:") == 1 and last == f"error: --register '{name}': the registry went away", err
+    assert _registered_names() == ["rocks"]
+    assert [str(v.version) for v in client.search_model_versions("name='rocks'")] == ["1"]
+    assert str(client.get_model_version_by_alias("rocks", "champion").version) == "1"
+    assert len(client.search_logged_models([experiment])) == 1  # the two models logged for them are gone

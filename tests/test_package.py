@@ -31,7 +31,7 @@ def test_a_wheel_install_runs_the_demo_with_the_studies_it_ships(tmp_path):
     env = {
         **os.environ,
         "PYTHONPATH": str(site),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{user / 'mlruns' / 'mlflow.db'}",  # a new user's store: made from nothing
         "ROCKOPT_CACHE_DIR": str(tmp_path / "cache"),
     }
     where = subprocess.run([sys.executable, "-c", "import rockopt; print(rockopt.__file__)"], cwd=user, env=env, capture_output=True, text=True)

@@ -345,6 +345,7 @@ def _wait_for(proc: subprocess.Popen, what: str, timeout: float = 240) -> str:
     return seen
 
 
+@pytest.mark.slow  # pytest -m slow
 def test_sigterm_stops_a_search_as_ctrl_c_does_and_the_same_command_goes_on(study_file, workdir):
     """`timeout`, `docker stop` and a scheduler's preemption send SIGTERM: the trial is failed and
     queued again, every run ends, the process dies of SIGTERM, and the next search continues the
@@ -390,7 +391,8 @@ def test_sigterm_stops_a_search_as_ctrl_c_does_and_the_same_command_goes_on(stud
 # --- several processes on one study -------------------------------------------------------------
 
 
-def test_two_searches_started_together_on_a_fresh_directory_both_finish_with_their_own_trials(study_file, workdir):
+def test_two_searches_started_together_on_a_fresh_directory_both_finish_with_their_own_trials(study_file, workdir, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'fresh' / 'mlflow.db'}")  # no tables yet: both race to make them
     doc = yaml.safe_load(study_file.read_text())
     doc["budget"]["max_epochs"] = 1
     study_file.write_text(yaml.safe_dump(doc))
@@ -421,6 +423,7 @@ def test_a_dead_worker_s_trial_found_by_two_searches_at_once_is_queued_again_onc
     assert [(t.state.name, t.user_attrs) for t in study.trials] == [("FAIL", {"error": "its worker died"}), ("WAITING", {})]
 
 
+@pytest.mark.slow  # pytest -m slow
 def test_a_worker_killed_by_a_signal_fails_the_launcher_by_name_and_leaves_nothing_running(study_file, workdir):
     doc = yaml.safe_load(study_file.read_text())
     doc["budget"]["max_epochs"] = 1

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -101,6 +102,7 @@ def test_resume_refuses_settings_that_change_what_the_run_learns(workdir, demo_d
     assert code == 2 and "already finished" in err
 
 
+@pytest.mark.slow  # pytest -m slow
 def test_a_cv_killed_in_a_fold_goes_on_from_that_fold_s_last_epoch(workdir, demo_data):
     import numpy as np
 
@@ -131,6 +133,7 @@ def test_a_cv_killed_in_a_fold_goes_on_from_that_fold_s_last_epoch(workdir, demo
     assert run.info.status == "FINISHED" and [s for s, _ in _val_f1(run_id)] == [1, 2, 3]
 
 
+@pytest.mark.slow  # pytest -m slow
 def test_a_search_trial_whose_worker_was_killed_goes_on_from_its_last_epoch_in_the_retry(workdir, demo_data):
     import optuna
     import yaml

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from tests.conftest import serving
 
 SECRET = "Sup3rS3cretPW"
 STUDY = {
@@ -56,40 +57,13 @@ def second_db():
     conn.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(second_db, tmp_path):
-    """A real `mlflow server` on a free loopback port, PostgreSQL backend store, served artifacts."""
-    import urllib.request
-
-    port = _free_port()
-    log = open(tmp_path / "mlflow-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", second_db, "--host", "127.0.0.1",
-         "--port", str(port), "--serve-artifacts", "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited: {(tmp_path / 'mlflow-server.log').read_text()[-2000:]}")
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not answer within 90 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    """A real `mlflow server`: PostgreSQL backend store, artifacts served through it."""
+    args = ["server", "--backend-store-uri", second_db, "--host", "127.0.0.1", "--serve-artifacts",
+            "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]  # fmt: skip
+    with serving(args, "/health", tmp_path / "mlflow-server.log", timeout=90) as url:
+        yield url
 
 
 @pytest.fixture
@@ -149,6 +123,7 @@ def test_three_workers_share_one_study_and_one_mlflow_server(study_file, pg_db, 
     assert SECRET not in bad.stdout + bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # pytest -m slow
 def test_a_killed_worker_trial_fails_is_retried_and_doctor_repairs_its_run(study_file, pg_db, workdir):
     url = pg_db()
     env = {"ROCKOPT_HEARTBEAT_INTERVAL": "1", "ROCKOPT_HEARTBEAT_GRACE": "3"}
