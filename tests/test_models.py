@@ -137,6 +137,8 @@ def test_a_served_model_answers_as_the_pyfunc_and_refuses_a_bad_row_by_number(ru
             refused = _post(f"{url}/invocations", [_b64(paths[0]), bad])
             assert refused.status_code == 400, refused.text
             assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE" and f"row 1: {why}" in refused.json()["message"]
+        typed = requests.post(f"{url}/invocations", json={"dataframe_split": {"columns": ["image"], "data": [[3]]}}, timeout=60)
+        assert typed.status_code == 400 and "image" in typed.json()["message"], typed.text  # MLflow's schema check
         again = _post(f"{url}/invocations", [paths[2]])  # the server lives on after a refusal
         assert again.status_code == 200 and again.json()["predictions"][0]["label"] == expected[2]
 
