@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -98,9 +97,8 @@ def _member_sets(**extra) -> list[str]:
     return [f"{k}={v}" for k, v in {**TINY, "folds": 3, **extra}.items()]
 
 
-def test_blend_register_predicts_the_blend_s_submission(run_cli, demo_data, workdir):
-    data = workdir / "data"
-    shutil.copytree(demo_data, data)
+def test_blend_register_predicts_the_blend_s_submission(run_cli, rock25, workdir):
+    data = rock25
     for seed, tta in ((1, "flip"), (2, "none")):  # each member keeps its own TTA
         code, _, err = run_cli("cv", "--data", data, "--out", workdir / f"m{seed}", "--tta", tta, "-q", "--set", *_member_sets(seed=seed))
         assert code == 0, err
@@ -120,11 +118,11 @@ def _post(url: str, rows: list[str]) -> requests.Response:
     return requests.post(url, json={"dataframe_split": {"columns": ["image"], "data": [[r] for r in rows]}}, timeout=60)
 
 
-def test_a_served_model_answers_as_the_pyfunc_and_refuses_a_bad_row_by_number(run_cli, demo_data, workdir):
-    code, out, err = run_cli("train", "--data", demo_data, "-q", "--register", "srv", "--set", *_member_sets(folds=2))
+def test_a_served_model_answers_as_the_pyfunc_and_refuses_a_bad_row_by_number(run_cli, rock25, workdir):
+    code, out, err = run_cli("train", "--data", rock25, "-q", "--register", "srv", "--set", *_member_sets(folds=2))
     assert code == 0, err
     assert "registered as srv version 1: models:/srv@champion" in out
-    paths = _test_paths(demo_data)[:3]
+    paths = _test_paths(rock25)[:3]
     expected = list(mlflow.pyfunc.load_model("models:/srv@champion").predict(pd.DataFrame({"image": paths}))["label"])
 
     args = ["models", "serve", "-m", "models:/srv@champion", "--env-manager", "local", "-h", "127.0.0.1", "-w", "1"]
