@@ -92,11 +92,9 @@ def check_registry() -> None:
     """Refuse, before any work, a store whose model registry cannot be used (MLFLOW_REGISTRY_URI
     on a file store, a server without one): one line naming it."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    use_store()
     try:
-        MlflowClient(tracking_uri()).search_registered_models(max_results=1)
+        client().search_registered_models(max_results=1)
     except (MlflowException, OSError) as e:
         where = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri()
         raise ConfigError(f"--register: the MLflow store {mask_url(where)} offers no model registry: {mask_url(_mlflow_message(e))[:300]}") from None
@@ -188,11 +186,10 @@ def input_example():
     return pd.DataFrame({"image": [base64.b64encode(buf.getvalue()).decode()]})
 
 
-def register(model: LoggedModel, name: str, alias: str = DEFAULT_ALIAS) -> LoggedModel:
-    """MODEL as a new version of NAME (made if missing); ALIAS moves onto it."""
+def _register(model: LoggedModel, name: str, alias: str) -> LoggedModel:
+    """MODEL as a new version of NAME (made if missing); ALIAS moves onto it (both checked by the caller)."""
     from mlflow.exceptions import MlflowException
 
-    check_registration(name, alias)
     c = client()
     created = False
     try:
@@ -231,7 +228,7 @@ def log_and_register(
     if not name:
         return model
     try:
-        return register(model, name, alias)
+        return _register(model, name, alias)
     except BaseException:
         _forget(model)  # nothing half-done: no logged model without the version it was logged for
         raise

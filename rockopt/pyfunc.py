@@ -32,7 +32,6 @@ from rockopt.ensemble.methods import Blend
 from rockopt.errors import UnreadableImage
 from rockopt.metrics import softmax
 from rockopt.predict import Network, eval_dataset, load_network, mean_logits, network_logits
-from rockopt.train.checkpoints import load_checkpoint
 
 SPEC = "spec"  # the artifact key of spec.json (written by model_registry.write_spec)
 IMAGE = "image"
@@ -113,7 +112,7 @@ class RockoptClassifier(mlflow.pyfunc.PythonModel):
         offsets = np.asarray(spec["offsets"] if spec.get("offsets") else np.zeros(len(self.classes)))
         self.blend = Blend(np.asarray([m["weight"] for m in spec["members"]]), offsets)
         self.members = [
-            (m["tta"], [load_network(context.artifacts[k], load_checkpoint(context.artifacts[k]), fallback_device=True) for k in m["checkpoints"]])
+            (m["tta"], [load_network(context.artifacts[k], fallback_device=True) for k in m["checkpoints"]])
             for m in spec["members"]
         ]
 

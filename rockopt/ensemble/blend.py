@@ -158,9 +158,8 @@ def run_blend(
     out = ensure_dir(out, "--out")  # before the fitting, which takes a while
     members = [load_member(d) for d in dirs]
     if register:
-        fold_checkpoints(members[0])  # a member without its fold models is refused before the fitting
-        for m in members[1:]:
-            fold_checkpoints(m)
+        for m in members:
+            fold_checkpoints(m)  # a member without its fold models is refused before the fitting
     result = blend_members(members, method, offsets, log=log)
     files = write_blend(result, out)
     ref = members[0]

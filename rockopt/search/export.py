@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rockopt.config import build_config, dump_config
 from rockopt.errors import ConfigError
-from rockopt.model_registry import LoggedModel, check_registration, log_run_checkpoint
+from rockopt.model_registry import LoggedModel, log_run_checkpoint
 from rockopt.outputs import ensure_dir
 from rockopt.search.storage import describe_storage
 from rockopt.search.study import load_existing
@@ -101,8 +101,8 @@ def register_best(
     ref: str | Path, name: str, alias: str, tta: str = "none", storage: str | None = None, study_name: str | None = None
 ) -> tuple[FrozenTrial, LoggedModel]:
     """`best --register`: the best complete trial's best.pt as an MLflow model linked to the trial's
-    run (at its best epoch), registered as a new version of NAME with ALIAS on it."""
-    check_registration(name, alias)
+    run (at its best epoch), registered as a new version of NAME with ALIAS on it (both checked
+    before anything is logged)."""
     study, _ = load_existing(ref, storage, study_name)
     trials = top_trials(study, 1)
     if not trials:
